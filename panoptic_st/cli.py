@@ -1,0 +1,128 @@
+"""`panoptic-st` command line: demo, train, evaluate, eval, data {make-toy, check}."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from panoptic_st.config import ConfigError
+from panoptic_st.data.dataset import DatasetError
+
+DEFAULT_TOY_ROOT = "data/toy"
+EPILOG_DISTRIBUTED = """\
+multi-GPU / multi-node: pass trainer overrides, e.g.
+  panoptic-st train semantic_selftrain_synthia trainer.devices=4 trainer.strategy=ddp
+  srun panoptic-st train ... trainer.devices=4 trainer.num_nodes=2 trainer.strategy=ddp   (SLURM)
+  torchrun --nnodes 2 --nproc-per-node 4 -m panoptic_st.cli train ... trainer.devices=4 trainer.num_nodes=2
+"""
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="build the toy benchmark or check a dataset on disk")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+
+    toy = data_sub.add_parser("make-toy", help="generate the toy SYNTHIA/GTA5/Cityscapes benchmark")
+    toy.add_argument("--out", default=DEFAULT_TOY_ROOT, help="output directory (default: %(default)s)")
+    toy.add_argument("--seed", type=int, default=0, help="random seed; same seed, identical files")
+    toy.add_argument("--n-source", type=int, default=None, help="images per source dataset")
+    toy.add_argument("--n-target", type=int, default=None, help="Cityscapes train images")
+    toy.add_argument("--n-val", type=int, default=None, help="Cityscapes val images")
+    toy.add_argument("--height", type=int, default=None, help="image height in pixels")
+    toy.add_argument("--width", type=int, default=None, help="image width in pixels")
+    toy.add_argument("--workers", type=int, default=2, help="worker processes")
+    toy.set_defaults(func=cmd_make_toy)
+
+    check = data_sub.add_parser("check", help="report missing pairs, size mismatches, unknown ids, bad files")
+    check.add_argument("root", help="dataset root directory")
+    check.add_argument("--format", required=True, choices=["cityscapes", "gta5", "synthia"])
+    check.add_argument("--split", action="append", default=None, help="split(s) to check (default: all)")
+    check.set_defaults(func=cmd_check)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (also used to render `--help` in tests)."""
+    parser = argparse.ArgumentParser(
+        prog="panoptic-st", description="Self-trained panoptic segmentation: synthetic -> real.",
+        epilog=EPILOG_DISTRIBUTED, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole method end to end on the toy benchmark")
+    demo.add_argument("--out", default="runs/demo", help="run directory (default: %(default)s)")
+    demo.add_argument("--data", default=DEFAULT_TOY_ROOT, help="toy data directory (built if absent)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--quick", action="store_true", help="smoke run with tiny settings")
+    demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="run one training stage from an experiment config",
+                           epilog=EPILOG_DISTRIBUTED, formatter_class=argparse.RawDescriptionHelpFormatter)
+    train.add_argument("experiment", help="experiment YAML path or name under configs/experiments/")
+    train.add_argument("overrides", nargs="*", help="key=value config overrides")
+    train.set_defaults(func=cmd_train)
+
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint on a split of the target dataset")
+    evaluate.add_argument("experiment", help="experiment YAML path or name (gives data and model settings)")
+    evaluate.add_argument("checkpoint", help="checkpoint file")
+    evaluate.add_argument("overrides", nargs="*", help="key=value config overrides")
+    evaluate.add_argument("--adabn", action="store_true",
+                          help="re-estimate BatchNorm statistics on target train images first (AdaBN)")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    _add_data_commands(sub)
+    return parser
+
+
+def cmd_make_toy(args: argparse.Namespace) -> int:
+    from panoptic_st.data.toy import make_toy
+
+    sizes = {k: v for k, v in (("n_source", args.n_source), ("n_target", args.n_target), ("n_val", args.n_val),
+                               ("height", args.height), ("width", args.width)) if v is not None}
+    result = make_toy(Path(args.out), seed=args.seed, workers=args.workers, **sizes)
+    print(f"toy benchmark written to {args.out} in {result['seconds']:.1f} s")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from panoptic_st.data.check import check_dataset
+
+    report = check_dataset(args.root, args.format, tuple(args.split) if args.split else None, progress=True)
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from panoptic_st.config import load_config
+    from panoptic_st.training import train
+
+    train(load_config(args.experiment, args.overrides))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from panoptic_st.config import load_config
+    from panoptic_st.training import evaluate
+
+    evaluate(load_config(args.experiment, args.overrides), args.checkpoint, adabn=args.adabn)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from panoptic_st.pipeline import run_demo
+
+    run_demo(Path(args.out), Path(args.data), seed=args.seed, quick=args.quick)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; user-caused errors print one line and exit 1."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DatasetError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""Typed configuration: dataclass schema, YAML experiment files and `key=value` overrides.
+
+An experiment file may list `defaults:` (YAML files, relative to itself or to `configs/`) merged before it.
+Every value is validated against the schema; a typo or a wrong type fails with one line that names the key,
+the expected type and the closest valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class DataConfig:
+    """Datasets, augmentation and loading."""
+
+    root: str = "data/toy"
+    sources: List[str] = field(default_factory=lambda: ["synthia"])
+    target: str = "cityscapes"
+    synthia_root: str = "${data.root}/synthia"
+    gta5_root: str = "${data.root}/gta5"
+    cityscapes_root: str = "${data.root}/cityscapes"
+    train_split: str = "train"
+    val_split: str = "val"
+    crop: List[int] = field(default_factory=lambda: [96, 192])
+    source_scale: List[float] = field(default_factory=lambda: [0.5, 1.0])
+    target_size: List[int] = field(default_factory=lambda: [96, 192])
+    target_scale: List[float] = field(default_factory=lambda: [1.0, 1.1])
+    flip: bool = True
+    batch_size: int = 8
+    target_batch_size: int = 2
+    source_mix: Optional[float] = None
+    val_batch_size: int = 8
+    num_workers: int = 2
+    max_items: Optional[int] = None
+    check_on_setup: bool = True
+
+
+@dataclass
+class SemanticConfig:
+    """Semantic branch (DeepLab + SAC self-training)."""
+
+    arch: str = "deeplabv2"
+    encoder: str = "resnet101"
+    output_stride: int = 8
+    encoder_weights_file: Optional[str] = None
+    mode: str = "baseline"
+    init_checkpoint: Optional[str] = None
+    lr: float = 2.5e-4
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    head_lr_mult: float = 10.0
+    optimizer: str = "sgd"
+    bn_adapt: bool = False
+    teacher_momentum: float = 0.99
+    teacher_interval: int = 100
+    group_size: int = 4
+    zoom: List[float] = field(default_factory=lambda: [0.5, 1.0])
+    photometric_noise: bool = True
+    target_weight: float = 5.0
+    target_rampup_steps: int = 0
+    focal_gamma: float = 3.0
+    threshold_min: float = 0.2
+    threshold_scale: float = 0.75
+    prior_momentum: float = 0.99
+    prior_tau: float = 1e-3
+    source_renorm: bool = False
+    importance_sampling: bool = False
+    guided_refinement: str = "none"
+    guided_fraction: float = 0.3
+
+
+@dataclass
+class InstanceConfig:
+    """Instance branch (embedding U-Net + SPOCO-style self-training)."""
+
+    encoder: str = "resnet101"
+    embedding_dim: int = 8
+    encoder_weights_file: Optional[str] = None
+    mode: str = "baseline"
+    init_checkpoint: Optional[str] = None
+    semantic_checkpoint: Optional[str] = None
+    classes: List[str] = field(default_factory=lambda: ["all"])
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    delta_v: float = 0.5
+    delta_d: float = 2.0
+    pull_weight: float = 1.0
+    push_weight: float = 1.0
+    reg_weight: float = 1e-3
+    dice_weight: float = 1.0
+    unlabelled_push_weight: float = 1.0
+    consistency_weight: float = 0.1
+    teacher_momentum: float = 0.999
+    margin_epsilon: float = 0.0
+    margin_decay: float = 1e-3
+    clustering: str = "meanshift+"
+    bandwidth: float = 0.5
+    min_size: int = 50
+    postprocess_kernel: int = 3
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings."""
+
+    max_steps: int = 1000
+    val_check_interval: Optional[int] = None
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    gradient_clip_val: Optional[float] = None
+    progress_bar: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    """Experiment logging: csv, tensorboard or wandb."""
+
+    kind: str = "csv"
+    project: str = "panoptic_st"
+    image_interval: int = 500
+
+
+@dataclass
+class ExperimentConfig:
+    """One training or evaluation stage."""
+
+    name: str = "experiment"
+    stage: str = "semantic"
+    seed: int = 0
+    output_dir: str = "runs/${name}"
+    torch_threads: Optional[int] = None
+    data: DataConfig = field(default_factory=DataConfig)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
+    instance: InstanceConfig = field(default_factory=InstanceConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration error, with a one-line message."""
+
+
+def _schema_keys(schema: type = ExperimentConfig, prefix: str = "") -> dict[str, str]:
+    """Every dotted key of the schema with its type name."""
+    keys: dict[str, str] = {}
+    for f in dataclasses.fields(schema):
+        name = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(f.type) or (isinstance(f.default_factory, type)
+                                                and dataclasses.is_dataclass(f.default_factory)):
+            keys.update(_schema_keys(f.default_factory, f"{name}."))
+        else:
+            keys[name] = str(f.type).replace("typing.", "")
+    return keys
+
+
+SCHEMA_KEYS = _schema_keys()
+
+
+def _closest(key: str) -> str:
+    matches = difflib.get_close_matches(key, SCHEMA_KEYS, n=3, cutoff=0.5)
+    if not matches:
+        leaf = key.rsplit(".", 1)[-1]
+        matches = [k for k in SCHEMA_KEYS if k.rsplit(".", 1)[-1] == leaf][:3]
+    if not matches:
+        return "valid top-level keys: " + ", ".join(f.name for f in dataclasses.fields(ExperimentConfig))
+    return "closest valid keys: " + ", ".join(f"{m} ({SCHEMA_KEYS[m]})" for m in matches)
+
+
+def _explain(err: OmegaConfBaseException, origin: str) -> ConfigError:
+    key = str(getattr(err, "full_key", "") or getattr(err, "key", "") or "?")
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)):
+        return ConfigError(f"{origin}: unknown config key '{key}'; {_closest(key)}")
+    if isinstance(err, ValidationError):
+        expected = SCHEMA_KEYS.get(re.sub(r"\[\d+\]$", "", key), "?")
+        value = getattr(err, "value", None)
+        return ConfigError(
+            f"{origin}: config key '{key}' expects {expected}, got {value!r}; {_closest(key)}"
+        )
+    return ConfigError(f"{origin}: {str(err).splitlines()[0]}")
+
+
+def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)
+    except OmegaConfBaseException as err:
+        raise _explain(err, origin) from None
+
+
+def resolve_experiment_path(name_or_path: str) -> Path:
+    """An experiment file given as a path or as a name under `configs/experiments/`."""
+    candidates = [Path(name_or_path), CONFIG_DIR / "experiments" / name_or_path,
+                  CONFIG_DIR / "experiments" / f"{name_or_path}.yaml", CONFIG_DIR / name_or_path]
+    for path in candidates:
+        if path.is_file():
+            return path
+    known = sorted(p.stem for p in (CONFIG_DIR / "experiments").rglob("*.yaml"))
+    raise ConfigError(f"experiment '{name_or_path}' not found; known experiments: {', '.join(known) or 'none'}")
+
+
+def _load_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """The YAML file and its `defaults:` (recursively), in merge order."""
+    if path in seen:
+        raise ConfigError(f"{path}: circular defaults")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # noqa: BLE001 - YAML parse errors come in several types
+        raise ConfigError(f"{path}: cannot parse YAML ({str(err).splitlines()[0]})") from None
+    chain: list[tuple[Path, DictConfig]] = []
+    for ref in cfg.pop("defaults", []) or []:
+        ref_path = (path.parent / ref) if (path.parent / ref).is_file() else CONFIG_DIR / ref
+        if not ref_path.is_file():
+            raise ConfigError(f"{path}: defaults entry '{ref}' not found")
+        chain.extend(_load_yaml_chain(ref_path, seen + (path,)))
+    chain.append((path, cfg))
+    return chain
+
+
+def parse_overrides(overrides: list[str]) -> DictConfig:
+    """`key=value` strings (the form W&B sweep agents pass; a leading `--` is accepted) as a config."""
+    cleaned = []
+    for item in overrides:
+        item = item[2:] if item.startswith("--") else item
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        cleaned.append(item)
+    try:
+        return OmegaConf.from_dotlist(cleaned)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"overrides: {str(err).splitlines()[0]}") from None
+
+
+def load_config(experiment: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Schema defaults <- experiment YAML chain <- overrides, validated and resolved."""
+    cfg = OmegaConf.structured(ExperimentConfig)
+    if experiment is not None:
+        for path, part in _load_yaml_chain(resolve_experiment_path(str(experiment))):
+            cfg = _merge(cfg, part, str(path))
+    if overrides:
+        cfg = _merge(cfg, parse_overrides(overrides), "override")
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as err:
+        raise _explain(err, "interpolation") from None
+    return OmegaConf.to_object(cfg)
+
+
+def to_yaml(cfg: ExperimentConfig) -> str:
+    """The full resolved config as YAML (saved beside every run)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def to_dict(cfg: ExperimentConfig) -> dict:
+    """Plain nested dict (for loggers and checkpoints)."""
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

@@ -1,0 +1,80 @@
+"""Cityscapes reader: `leftImg8bit/{split}/{city}/*_leftImg8bit.png` with `gtFine` labelIds and instanceIds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from panoptic_st.data.dataset import (
+    Problem, Sample, SegmentationDataset, Transform, check_known_ids, check_same_size, pair_files, read_indexed,
+    read_split_file, read_unchanged,
+)
+from panoptic_st.data.labels import LABEL_DIVISOR, VALID_LABEL_IDS, label_ids_to_train_ids
+
+IMAGE_SUFFIX = "_leftImg8bit.png"
+LABEL_SUFFIX = "_gtFine_labelIds.png"
+INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+VALID_IDS = np.isin(np.arange(256), sorted(VALID_LABEL_IDS))
+
+
+def frame_name(image: Path) -> str:
+    """`{city}_{seq}_{frame}` of a Cityscapes file."""
+    return image.name[: -len(IMAGE_SUFFIX)]
+
+
+def label_path(root: Path, image: Path, suffix: str = LABEL_SUFFIX) -> Path:
+    """gtFine file of an image: same split and city folder, `_gtFine_*` suffix."""
+    rel = image.relative_to(root / "leftImg8bit")
+    return root / "gtFine" / rel.parent / f"{frame_name(image)}{suffix}"
+
+
+def image_path(root: Path, label: Path) -> Path:
+    """leftImg8bit image of a gtFine label file."""
+    rel = label.relative_to(root / "gtFine")
+    return root / "leftImg8bit" / rel.parent / (label.name[: -len(LABEL_SUFFIX)] + IMAGE_SUFFIX)
+
+
+def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Problem]]:
+    """Images of a split (from `{split}.txt` when present, else the city folders) paired with their labels."""
+    root = Path(root)
+    split_file = root / f"{split}.txt"
+    if split_file.is_file():
+        images, labels = read_split_file(split_file, root), []
+    else:
+        images = sorted((root / "leftImg8bit" / split).glob(f"*/*{IMAGE_SUFFIX}"))
+        labels = sorted((root / "gtFine" / split).glob(f"*/*{LABEL_SUFFIX}"))
+    pairs, problems = pair_files(images, labels, lambda p: label_path(root, p), lambda p: image_path(root, p))
+    samples = []
+    for img, lab in pairs:
+        inst = label_path(root, img, INSTANCE_SUFFIX)
+        if not inst.is_file():
+            problems.append(Problem("missing", inst, f"instance file for image {img.name} is missing"))
+            continue
+        samples.append(Sample(frame_name(img), img, lab, inst))
+    return samples, problems
+
+
+def read_labels(sample: Sample, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """trainIds from labelIds; instance ids from instanceIds (stuff and crowd groups, < 1000, become 0)."""
+    label_ids = read_indexed(sample.label)
+    check_same_size(image, label_ids, sample.label, sample.image)
+    check_known_ids(label_ids, VALID_IDS, sample.label)
+    instance_ids = read_unchanged(sample.instance).astype(np.int32)
+    check_same_size(image, instance_ids, sample.instance, sample.image)
+    instance = np.where(instance_ids >= LABEL_DIVISOR, instance_ids, 0)
+    return label_ids_to_train_ids(label_ids), instance
+
+
+class CityscapesDataset(SegmentationDataset):
+    """Cityscapes fine annotations: trainIds from labelIds, instances from instanceIds (crowd groups -> 0)."""
+
+    domain = "cityscapes"
+    has_instances = True
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
+                 max_items: int | None = None) -> None:
+        samples, problems = find_samples(root, split)
+        super().__init__(samples, problems, f"cityscapes {root} [{split}]", transform, max_items)
+
+    read_labels = staticmethod(read_labels)

@@ -1,0 +1,168 @@
+"""Shared machinery of the dataset readers: file pairing, decoding with clear errors, the item contract.
+
+An item is a dict: `image` float tensor 3xHxW in [0, 1] (networks normalise internally), `semantic` long HxW in
+trainIds (255 ignore), `instance` long HxW (0 = none, else a per-image id), `meta` (file names, domain).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+Transform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+class DatasetError(RuntimeError):
+    """Bad or missing data; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and the label files that belong to it."""
+
+    name: str
+    image: Path
+    label: Path
+    instance: Path | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One defect found in a dataset."""
+
+    kind: str
+    path: Path
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.path}: {self.detail}"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """An 8-bit RGB image as HxWx3 uint8."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise DatasetError(f"{path}: unreadable or truncated image")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def read_unchanged(path: Path) -> np.ndarray:
+    """A PNG with its stored depth and channels (OpenCV; needed for 16-bit multi-channel labels)."""
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        raise DatasetError(f"{path}: unreadable or truncated label file")
+    return arr
+
+
+def read_indexed(path: Path) -> np.ndarray:
+    """A single-channel or palette PNG as its stored indices (PIL; OpenCV would expand palettes to colour)."""
+    try:
+        with Image.open(path) as img:
+            arr = np.array(img)
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or truncated label file ({err})") from None
+    if arr.ndim != 2:
+        raise DatasetError(f"{path}: expected a single-channel label image, got shape {arr.shape}")
+    return arr
+
+
+def check_same_size(image: np.ndarray, label: np.ndarray, label_path: Path, image_path: Path) -> None:
+    """Raise if an image and its label map differ in size."""
+    if image.shape[:2] != label.shape[:2]:
+        raise DatasetError(
+            f"{label_path}: size {label.shape[1]}x{label.shape[0]} does not match image "
+            f"{image_path.name} {image.shape[1]}x{image.shape[0]}"
+        )
+
+
+def check_known_ids(ids: np.ndarray, valid: np.ndarray, path: Path) -> None:
+    """Raise if a label map holds ids outside the boolean lookup `valid`."""
+    bad = ids >= len(valid)
+    if not bad.any():
+        bad = ~valid[ids]
+    if bad.any():
+        unknown = np.unique(ids[bad])[:10].tolist()
+        raise DatasetError(f"{path}: unknown label ids {unknown}")
+
+
+def pair_files(
+    images: list[Path], labels: list[Path], label_of: Callable[[Path], Path], image_of: Callable[[Path], Path]
+) -> tuple[list[tuple[Path, Path]], list[Problem]]:
+    """Match images with labels both ways; every unmatched file is a `missing` problem."""
+    label_set, image_set = set(labels), set(images)
+    pairs, problems = [], []
+    for img in images:
+        lab = label_of(img)
+        if lab in label_set or (not labels and lab.is_file()):
+            pairs.append((img, lab))
+        else:
+            problems.append(Problem("missing", lab, f"label file for image {img.name} is missing"))
+    for lab in labels:
+        img = image_of(lab)
+        if img not in image_set:
+            problems.append(Problem("missing", img, f"image for label file {lab.name} is missing"))
+    return pairs, problems
+
+
+def read_split_file(path: Path, root: Path) -> list[Path]:
+    """Image paths listed one per line (relative to the dataset root), as the public code's split files."""
+    lines = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    return [root / line for line in lines]
+
+
+def to_item(image: np.ndarray, semantic: np.ndarray, instance: np.ndarray, meta: dict) -> dict:
+    """Numpy arrays -> the item contract."""
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).float().div_(255.0),
+        "semantic": torch.from_numpy(np.ascontiguousarray(semantic)).long(),
+        "instance": torch.from_numpy(np.ascontiguousarray(instance)).long(),
+        "meta": meta,
+    }
+
+
+class SegmentationDataset(Dataset):
+    """Base reader: subclasses find their samples and decode their label format."""
+
+    domain: str = ""
+    has_instances: bool = True
+
+    def __init__(self, samples: list[Sample], problems: list[Problem], source: str,
+                 transform: Transform | None = None, max_items: int | None = None) -> None:
+        if problems:
+            listed = "; ".join(str(p) for p in problems[:3])
+            more = f" (and {len(problems) - 3} more; run `panoptic-st data check`)" if len(problems) > 3 else ""
+            raise DatasetError(f"{source}: {len(problems)} problem(s): {listed}{more}")
+        if not samples:
+            raise DatasetError(f"{source}: no images found (empty split)")
+        self.samples = samples[:max_items] if max_items else samples
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @staticmethod
+    def read_labels(sample: Sample, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Semantic trainIds (uint8) and instance ids (int32) of a sample, validated against the image."""
+        raise NotImplementedError
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decoded image, semantic and instance maps of one sample, before any transform."""
+        sample = self.samples[index]
+        image = read_rgb(sample.image)
+        semantic, instance = self.read_labels(sample, image)
+        return image, semantic, instance
+
+    def __getitem__(self, index: int) -> dict:
+        image, semantic, instance = self.load(index)
+        if self.transform is not None:
+            image, semantic, instance = self.transform(image, semantic, instance)
+        sample = self.samples[index]
+        meta = {"name": sample.name, "image_path": str(sample.image), "domain": self.domain}
+        return to_item(image, semantic, instance, meta)

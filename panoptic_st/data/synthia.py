@@ -1,0 +1,59 @@
+"""SYNTHIA RAND_CITYSCAPES reader: `RGB/` with 16-bit multi-channel `GT/LABELS/` (class in R, instance in G)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from panoptic_st.data.dataset import (
+    DatasetError, Problem, Sample, SegmentationDataset, Transform, check_known_ids, check_same_size, pair_files,
+    read_split_file, read_unchanged,
+)
+from panoptic_st.data.labels import SYNTHIA_ID_TO_TRAIN_ID, VALID_SYNTHIA_IDS
+
+VALID_IDS = np.isin(np.arange(max(VALID_SYNTHIA_IDS) + 1), sorted(VALID_SYNTHIA_IDS))
+
+
+def find_samples(root: str | Path, split: str = "train") -> tuple[list[Sample], list[Problem]]:
+    """Images listed in `{split}.txt` (when present, else all of `RGB/`) paired with `GT/LABELS/`."""
+    root = Path(root)
+    split_file = root / f"{split}.txt"
+    if split_file.is_file():
+        images, labels = read_split_file(split_file, root), []
+    else:
+        images, labels = sorted((root / "RGB").glob("*.png")), sorted((root / "GT" / "LABELS").glob("*.png"))
+    pairs, problems = pair_files(
+        images, labels, lambda p: root / "GT" / "LABELS" / p.name, lambda p: root / "RGB" / p.name
+    )
+    return [Sample(img.stem, img, lab) for img, lab in pairs], problems
+
+
+def decode_synthia_label(label: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(trainIds, instance ids) of a label array as OpenCV reads it: [B, G, R] = [-, instance, class]."""
+    if label.ndim != 3 or label.shape[2] < 3:
+        raise DatasetError(f"{path}: expected a multi-channel SYNTHIA label PNG, got shape {label.shape}")
+    class_ids = label[..., 2]
+    check_known_ids(class_ids, VALID_IDS, path)
+    return SYNTHIA_ID_TO_TRAIN_ID[class_ids], label[..., 1].astype(np.int32)
+
+
+def read_labels(sample: Sample, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """trainIds and instance ids of a 16-bit multi-channel SYNTHIA label file."""
+    label = read_unchanged(sample.label)
+    check_same_size(image, label, sample.label, sample.image)
+    return decode_synthia_label(label, sample.label)
+
+
+class SynthiaDataset(SegmentationDataset):
+    """SYNTHIA: class ids mapped to trainIds; instance ids kept (truck/train carry ids but no class)."""
+
+    domain = "synthia"
+    has_instances = True
+
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
+                 max_items: int | None = None) -> None:
+        samples, problems = find_samples(root, split)
+        super().__init__(samples, problems, f"synthia {root} [{split}]", transform, max_items)
+
+    read_labels = staticmethod(read_labels)

@@ -1,0 +1,78 @@
+"""Momentum (EMA) teacher shared by the semantic and instance branches, and BatchNorm freezing."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+EMA_BUFFERS: tuple[str, ...] = ("running_mean", "running_var")
+
+
+class MomentumTeacher(nn.Module):
+    """A frozen copy of a student, moved towards it by psi <- m psi + (1 - m) theta every `interval` steps.
+
+    The average covers parameters and BatchNorm running mean/var, not `num_batches_tracked`. The first `update`
+    copies the student's whole state (so a student loaded after construction is picked up). The teacher is always
+    in eval mode and never needs gradients; its state, including whether it was initialised, is an ordinary
+    state_dict. SAC uses m=0.99 every 100 steps; the instance branch m=0.999 every step.
+    """
+
+    def __init__(self, student: nn.Module, momentum: float = 0.99, interval: int = 100):
+        super().__init__()
+        self.net = copy.deepcopy(student)
+        self.net.requires_grad_(False)
+        self.momentum = momentum
+        self.interval = interval
+        self.register_buffer("initialised", torch.tensor(False))
+        self.train(False)
+
+    def train(self, mode: bool = True) -> MomentumTeacher:
+        """Stay in eval mode whatever `mode` says."""
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor) -> torch.Tensor:
+        """Teacher prediction, without gradients."""
+        return self.net(*args, **kwargs)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module, step: int) -> bool:
+        """Copy the student on the first call, then average it in when `step % interval == 0`; True if changed."""
+        if not self.initialised:
+            self.net.load_state_dict(student.state_dict())
+            self.initialised.fill_(True)
+            return True
+        if step % self.interval:
+            return False
+        weight = 1.0 - self.momentum
+        student_params = dict(student.named_parameters())
+        for name, param in self.net.named_parameters():
+            param.lerp_(student_params[name], weight)
+        student_buffers = dict(student.named_buffers())
+        for name, buffer in self.net.named_buffers():
+            if name.rsplit(".", 1)[-1] in EMA_BUFFERS:
+                buffer.lerp_(student_buffers[name], weight)
+        return True
+
+
+def _keep_eval(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    """Forward pre-hook that puts a BatchNorm layer back into eval mode."""
+    module.train(False)
+
+
+def freeze_batchnorm(model: nn.Module) -> int:
+    """Freeze every BatchNorm layer of `model` (running statistics and affine parameters); returns their count.
+
+    Affine parameters get `requires_grad=False`. Each layer gets a forward pre-hook that switches it to eval
+    mode right before it runs, so the freeze survives any later `model.train()` (e.g. Lightning's after
+    validation) without the LightningModule having to re-apply it; `layer.training` may read True in between.
+    """
+    layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    for layer in layers:
+        layer.requires_grad_(False)
+        layer.train(False)
+        layer.register_forward_pre_hook(_keep_eval)
+    return len(layers)
