@@ -69,14 +69,15 @@ def test_gta5_reader_maps_label_ids_to_train_ids(tmp_path):
 def test_cityscapes_reader_keeps_thing_instances_and_drops_crowd(tmp_path):
     root = tmp_path / "cityscapes"
     stem = "aachen_000000_000019"
-    _rgb(root / "leftImg8bit" / "val" / "aachen" / f"{stem}_leftImg8bit.png", 1, 4)
+    _rgb(root / "leftImg8bit" / "val" / "aachen" / f"{stem}_leftImg8bit.png", 1, 5)
     gt = root / "gtFine" / "val" / "aachen"
     gt.mkdir(parents=True)
-    cv2.imwrite(str(gt / f"{stem}_gtFine_labelIds.png"), np.array([[7, 26, 26, 24]], np.uint8))
-    cv2.imwrite(str(gt / f"{stem}_gtFine_instanceIds.png"), np.array([[7, 26000, 26001, 24]], np.uint16))
+    cv2.imwrite(str(gt / f"{stem}_gtFine_labelIds.png"), np.array([[7, 26, 26, 24, 24]], np.uint8))
+    instance_ids = np.array([[7, 26000, 26001, 24, 24000]], np.uint16)
+    cv2.imwrite(str(gt / f"{stem}_gtFine_instanceIds.png"), instance_ids)
     item = CityscapesDataset(root, "val")[0]
-    assert item["semantic"].tolist() == [[0, 13, 13, 11]]
-    assert item["instance"].tolist() == [[0, 26000, 26001, 0]]
+    assert item["semantic"].tolist() == [[0, 13, 13, 11, 11]]
+    assert item["instance"].tolist() == [[0, 2, 3, 0, 1]]  # per-image ids 1..N; the crowd group (24) is 0
     assert item["meta"]["name"] == stem
 
 

@@ -56,18 +56,26 @@ def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Probl
 
 
 def read_labels(sample: Sample, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """trainIds from labelIds; instance ids from instanceIds (stuff and crowd groups, < 1000, become 0)."""
+    """trainIds from labelIds; instance ids 1..N from instanceIds (stuff and crowd groups become 0)."""
     label_ids = read_indexed(sample.label)
     check_same_size(image, label_ids, sample.label, sample.image)
     check_known_ids(label_ids, VALID_IDS, sample.label)
     instance_ids = read_unchanged(sample.instance).astype(np.int32)
     check_same_size(image, instance_ids, sample.instance, sample.image)
-    instance = np.where(instance_ids >= LABEL_DIVISOR, instance_ids, 0)
-    return label_ids_to_train_ids(label_ids), instance
+    return label_ids_to_train_ids(label_ids), consecutive_instances(instance_ids)
+
+
+def consecutive_instances(instance_ids: np.ndarray) -> np.ndarray:
+    """Per-image instance ids 1..N for the `labelId * 1000 + k` segments; stuff and crowd groups become 0."""
+    things = instance_ids >= LABEL_DIVISOR
+    instance = np.zeros(instance_ids.shape, dtype=np.int32)
+    if things.any():
+        instance[things] = np.unique(instance_ids[things], return_inverse=True)[1].ravel() + 1
+    return instance
 
 
 class CityscapesDataset(SegmentationDataset):
-    """Cityscapes fine annotations: trainIds from labelIds, instances from instanceIds (crowd groups -> 0)."""
+    """Cityscapes fine annotations: trainIds from labelIds, instances 1..N from instanceIds (crowd -> 0)."""
 
     domain = "cityscapes"
     has_instances = True

@@ -129,5 +129,11 @@ class PanopticDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val, self.cfg.val_batch_size, shuffle=False, drop_last=False)
 
+    def target_stats_dataloader(self) -> DataLoader:
+        """Shuffled target train images (for BatchNorm re-estimation); needs mode `adapt` or `target`."""
+        if self.target is None:
+            raise DatasetError("no target training data: build the data module in 'adapt' or 'target' mode")
+        return self._loader(self.target, self.cfg.val_batch_size, shuffle=True, drop_last=False)
+
     def predict_dataloader(self) -> DataLoader:
         return self.val_dataloader()

@@ -99,6 +99,9 @@ def pair_files(
     label_set, image_set = set(labels), set(images)
     pairs, problems = [], []
     for img in images:
+        if not labels and not img.is_file():
+            problems.append(Problem("missing", img, "image listed in the split file is missing"))
+            continue
         lab = label_of(img)
         if lab in label_set or (not labels and lab.is_file()):
             pairs.append((img, lab))

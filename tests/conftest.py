@@ -1,0 +1,20 @@
+"""Shared fixtures: one tiny toy benchmark per test session."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+TINY_TOY = dict(n_source=12, n_target=12, n_val=6, height=64, width=128, workers=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def toy_root(tmp_path_factory) -> Path:
+    """A tiny toy benchmark (SYNTHIA, GTA5, Cityscapes formats), generated once per session."""
+    from panoptic_st.data.toy import make_toy
+
+    root = tmp_path_factory.mktemp("toy")
+    make_toy(root, seed=0, **TINY_TOY)
+    return root
