@@ -148,6 +148,10 @@ def param_groups(
         named = list(getattr(model, part).named_parameters())
         weights = [p for name, p in named if not name.endswith("bias")]
         biases = [p for name, p in named if name.endswith("bias")]
-        groups.append({"name": f"{part}_weight", "params": weights, "lr": part_lr, "weight_decay": weight_decay})
-        groups.append({"name": f"{part}_bias", "params": biases, "lr": bias_lr_mult * part_lr, "weight_decay": 0.0})
+        groups.append(
+            {"name": f"{part}_weight", "params": weights, "lr": part_lr, "weight_decay": weight_decay}
+        )
+        groups.append(
+            {"name": f"{part}_bias", "params": biases, "lr": bias_lr_mult * part_lr, "weight_decay": 0.0}
+        )
     return groups

@@ -1,0 +1,116 @@
+"""Instance pseudo-labels from pixel embeddings and semantic masks (thesis Algorithm 2), post-processing and
+per-instance predictions for AP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS
+from panoptic_st.instance.meanshift import agglomerative_clusters, mean_shift, merge_clusters
+
+METHODS = ("meanshift+", "meanshift", "agglomerative")
+
+
+def cluster_embeddings(points: Tensor, method: str, bandwidth: float, delta_d: float) -> Tensor:
+    """Cluster labels [N] of embeddings [N,D] with "meanshift+" (mean-shift, then merge), "meanshift" or
+    "agglomerative" (average linkage, distance threshold delta_d)."""
+    if method == "agglomerative":
+        return agglomerative_clusters(points, distance_threshold=delta_d)
+    labels, _ = mean_shift(points, bandwidth)
+    return merge_clusters(points, labels, delta_d) if method == "meanshift+" else labels
+
+
+def instance_pseudo_labels(
+    embeddings: Tensor,
+    semantic: Tensor,
+    thing_classes: Sequence[int] = THING_TRAIN_IDS,
+    bandwidth: float = 0.5,
+    delta_d: float = 2.0,
+    min_size: int = 50,
+    method: str = "meanshift+",
+) -> tuple[Tensor, Tensor]:
+    """Instance map [H,W] (0 = none, instances 1..K) and class table [K+1] (trainId of instance i at index i,
+    IGNORE_INDEX at 0) from embeddings [D,H,W] and a semantic trainId map [H,W].
+
+    For each thing class present with at least `min_size` pixels, the embeddings inside its mask are
+    clustered; clusters under `min_size` pixels are dropped and the rest of all classes fused into one map.
+    `classes[instance_map]` gives the class of every pixel.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if embeddings.dim() != 3 or semantic.shape != embeddings.shape[1:]:
+        raise ValueError(
+            f"expected embeddings [D,H,W] and semantic [H,W], got {tuple(embeddings.shape)} and "
+            f"{tuple(semantic.shape)}"
+        )
+    instance_map = torch.zeros(semantic.shape, dtype=torch.long, device=semantic.device)
+    classes = [IGNORE_INDEX]
+    for cls in thing_classes:
+        mask = semantic == cls
+        if int(mask.sum()) < min_size:
+            continue
+        labels = cluster_embeddings(embeddings[:, mask].T.detach(), method, bandwidth, delta_d)
+        _, labels, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+        kept = torch.nonzero(counts >= min_size).squeeze(1)
+        new_ids = torch.zeros(counts.numel(), dtype=torch.long, device=semantic.device)
+        new_ids[kept] = torch.arange(len(classes), len(classes) + kept.numel(), device=semantic.device)
+        instance_map[mask] = new_ids[labels]
+        classes.extend([cls] * kept.numel())
+    return instance_map, torch.tensor(classes, dtype=torch.long, device=semantic.device)
+
+
+def postprocess_instances(instance_map: Tensor, kernel: int = 3) -> Tensor:
+    """Morphological opening (erosion then dilation, square `kernel`) of each instance mask of [H,W].
+
+    Opening only removes pixels (spurs, thin bridges, specks), so instances never overlap afterwards;
+    ids are kept and an instance that disappears is simply absent. The image border does not erode.
+    """
+    if kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"kernel must be a positive odd size, got {kernel}")
+    result = torch.zeros_like(instance_map)
+    pad = kernel // 2
+    for instance in torch.unique(instance_map).tolist():
+        if instance == 0:
+            continue
+        ys, xs = torch.nonzero(instance_map == instance, as_tuple=True)
+        # bounding box grown by the kernel radius, so that neighbouring non-instance pixels erode it
+        top, left = max(int(ys.min()) - pad, 0), max(int(xs.min()) - pad, 0)
+        bottom, right = int(ys.max()) + 1 + pad, int(xs.max()) + 1 + pad
+        crop = (instance_map[top:bottom, left:right] == instance).float()[None, None]
+        eroded = -F.max_pool2d(-crop, kernel, stride=1, padding=pad)
+        opened = F.max_pool2d(eroded, kernel, stride=1, padding=pad)[0, 0] > 0.5
+        result[top:bottom, left:right][opened] = instance
+    return result
+
+
+def instance_predictions(
+    instance_map: Tensor, semantic_probs: Tensor, instance_classes: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Masks [K,H,W] (bool), classes [K] and scores [K] of the instances of [H,W], for AP evaluation.
+
+    The class is `instance_classes[id]` when that table is given, else the most frequent argmax class of
+    `semantic_probs` [C,H,W] inside the mask; the score is the mean probability of that class in the mask
+    (the instance confidence of Panoptic-DeepLab / EDAPS).
+    """
+    ids = torch.unique(instance_map)
+    ids = ids[ids > 0]
+    masks = instance_map[None] == ids[:, None, None]
+    predicted = semantic_probs.argmax(0)
+    classes, scores = [], []
+    for mask, instance in zip(masks, ids.tolist()):
+        if instance_classes is not None:
+            cls = int(instance_classes[instance])
+        else:
+            cls = int(torch.bincount(predicted[mask], minlength=semantic_probs.shape[0]).argmax())
+        classes.append(cls)
+        scores.append(semantic_probs[cls][mask].mean())
+    device = instance_map.device
+    return (
+        masks,
+        torch.tensor(classes, dtype=torch.long, device=device),
+        torch.stack(scores) if scores else torch.zeros(0, device=device),
+    )
