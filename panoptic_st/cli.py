@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from panoptic_st.checkpoints import CheckpointError
 from panoptic_st.config import ConfigError
 from panoptic_st.data.dataset import DatasetError
 
@@ -103,7 +104,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from panoptic_st.config import load_config
     from panoptic_st.training import evaluate
 
-    evaluate(load_config(args.experiment, args.overrides), args.checkpoint, adabn=args.adabn)
+    evaluate(load_config(args.experiment, args.overrides), args.checkpoint, adabn_first=args.adabn)
     return 0
 
 
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError) as err:
+    except (ConfigError, DatasetError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -1,6 +1,7 @@
 """Typed configuration: dataclass schema, YAML experiment files and `key=value` overrides.
 
-An experiment file may list `defaults:` (YAML files, relative to itself or to `configs/`) merged before it.
+An experiment file may list `defaults:` (YAML files relative to itself, to `configs/` or to `configs/experiments/`)
+merged before it.
 Every value is validated against the schema; a typo or a wrong type fails with one line that names the key,
 the expected type and the closest valid keys.
 """
@@ -116,6 +117,7 @@ class TrainerConfig:
 
     max_steps: int = 1000
     val_check_interval: Optional[int] = None
+    limit_val_batches: float = 1.0
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
@@ -223,9 +225,10 @@ def _load_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path
         raise ConfigError(f"{path}: cannot parse YAML ({str(err).splitlines()[0]})") from None
     chain: list[tuple[Path, DictConfig]] = []
     for ref in cfg.pop("defaults", []) or []:
-        ref_path = (path.parent / ref) if (path.parent / ref).is_file() else CONFIG_DIR / ref
-        if not ref_path.is_file():
-            raise ConfigError(f"{path}: defaults entry '{ref}' not found")
+        options = [path.parent / ref, CONFIG_DIR / ref, CONFIG_DIR / "experiments" / ref]
+        ref_path = next((p for p in options if p.is_file()), None)
+        if ref_path is None:
+            raise ConfigError(f"{path}: defaults entry '{ref}' not found (looked in {path.parent}, {CONFIG_DIR})")
         chain.extend(_load_yaml_chain(ref_path, seen + (path,)))
     chain.append((path, cfg))
     return chain

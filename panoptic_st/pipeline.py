@@ -1,16 +1,46 @@
-"""The stages of a full run on the toy benchmark, chained: data -> checks -> (training stages) -> report."""
+"""The whole method on the toy benchmark: data -> semantic baseline -> semantic self-training -> instance baseline
+-> instance self-training -> panoptic merge -> evaluation of baseline against self-trained, as report files."""
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from panoptic_st.checkpoints import semantic_network_from_checkpoint
+from panoptic_st.config import ExperimentConfig, load_config
 from panoptic_st.data.check import CheckReport, check_dataset
-from panoptic_st.data.labels import CLASS_NAMES
+from panoptic_st.data.cityscapes import CityscapesDataset
+from panoptic_st.data.labels import CLASS_NAMES, NUM_CLASSES, PROTOCOLS
+from panoptic_st.evaluation.instance import InstanceAP
+from panoptic_st.evaluation.panoptic import PanopticQuality, panoptic_from_semantic_instance
+from panoptic_st.evaluation.semantic import SemanticIoU
+from panoptic_st.panoptic.merge import merge_panoptic
+from panoptic_st.semantic.pseudo_labels import normalize
+from panoptic_st.training import load_weights, train
+from panoptic_st.viz import save_panoptic_panel, save_per_class_bars
 
 TOY_FORMATS = (("synthia", "synthia"), ("gta5", "gta5"), ("cityscapes", "cityscapes"))
 QUICK_TOY = dict(n_source=60, n_target=60, n_val=20)
+
+
+@dataclass(frozen=True)
+class DemoSchedule:
+    """Training steps of each stage of the demo."""
+
+    semantic_baseline: int = 300
+    semantic_self_train: int = 400
+    instance_baseline: int = 300
+    instance_self_train: int = 150
+
+
+QUICK_SCHEDULE = DemoSchedule(20, 10, 20, 5)
 
 
 def ensure_toy_data(root: Path, seed: int, quick: bool) -> None:
@@ -38,8 +68,7 @@ def check_toy_data(root: Path) -> dict[str, CheckReport]:
 def class_statistics_table(reports: dict[str, CheckReport]) -> str:
     """Markdown table: share of labelled pixels per class in each domain."""
     names = list(reports)
-    lines = ["| class | " + " | ".join(f"{n} px %" for n in names) + " |",
-             "|---|" + "---:|" * len(names)]
+    lines = ["| class | " + " | ".join(f"{n} px %" for n in names) + " |", "|---|" + "---:|" * len(names)]
     shares = {n: 100.0 * r.class_pixels[:-1] / max(int(r.class_pixels[:-1].sum()), 1) for n, r in reports.items()}
     for c, cls in enumerate(CLASS_NAMES):
         lines.append(f"| {cls} | " + " | ".join(f"{shares[n][c]:.2f}" for n in names) + " |")
@@ -47,20 +76,137 @@ def class_statistics_table(reports: dict[str, CheckReport]) -> str:
     return "\n".join(lines)
 
 
+def _stage(experiment: str, out: Path, common: list[str], extra: list[str]) -> tuple[ExperimentConfig, dict]:
+    cfg = load_config(experiment, [*common, f"output_dir={out}", *extra])
+    print(f"\n== {experiment} -> {out} ({cfg.trainer.max_steps} steps)", flush=True)
+    return cfg, train(cfg)
+
+
+def run_stages(out: Path, data_root: Path, seed: int, schedule: DemoSchedule) -> dict[str, tuple]:
+    """Train the four stages in order; returns {stage: (config, result)}."""
+    common = [f"seed={seed}", f"data.root={data_root}"]
+    no_val = ["trainer.limit_val_batches=0"]
+    stages = {}
+    stages["semantic_baseline"] = _stage("toy/semantic_baseline", out / "semantic_baseline", common,
+                                         [f"trainer.max_steps={schedule.semantic_baseline}"])
+    sem_base = stages["semantic_baseline"][1]["checkpoint"]
+    stages["semantic_self_train"] = _stage("toy/semantic_selftrain", out / "semantic_self_train", common, [
+        f"trainer.max_steps={schedule.semantic_self_train}", f"semantic.init_checkpoint={sem_base}"])
+    sem_self = stages["semantic_self_train"][1]["checkpoint"]
+    stages["instance_baseline"] = _stage("toy/instance_baseline", out / "instance_baseline", common,
+                                         [f"trainer.max_steps={schedule.instance_baseline}", *no_val])
+    inst_base = stages["instance_baseline"][1]["checkpoint"]
+    stages["instance_self_train"] = _stage("toy/instance_selftrain", out / "instance_self_train", common, [
+        f"trainer.max_steps={schedule.instance_self_train}", f"instance.init_checkpoint={inst_base}",
+        f"instance.semantic_checkpoint={sem_self}", *no_val])
+    return stages
+
+
+def _instance_model(cfg: ExperimentConfig, checkpoint: str):
+    from panoptic_st.instance.module import InstanceModule
+
+    module = InstanceModule(replace(cfg.instance, mode="baseline", semantic_checkpoint=None, init_checkpoint=None))
+    load_weights(module, checkpoint)
+    return module.eval()
+
+
+@torch.no_grad()
+def evaluate_panoptic(semantic_ckpt: str, instance_cfg: ExperimentConfig, instance_ckpt: str, data_root: Path,
+                      label: str = "", batch_size: int = 10) -> dict:
+    """Semantic + instance predictions merged into panoptic maps and scored on toy Cityscapes val."""
+    semantic_net = semantic_network_from_checkpoint(semantic_ckpt)
+    instances = _instance_model(instance_cfg, instance_ckpt)
+    loader = DataLoader(CityscapesDataset(data_root / "cityscapes", "val"), batch_size=batch_size)
+    pq, pq16 = PanopticQuality(), PanopticQuality(classes=PROTOCOLS[16])
+    miou, ap = SemanticIoU(), InstanceAP()
+    panels = []
+    for batch in tqdm(loader, desc=f"panoptic evaluation {label}"):
+        probs = semantic_net(normalize(batch["image"])).softmax(dim=1)
+        semantic = probs.argmax(dim=1)
+        predictions = instances.predict_instances(batch["image"], semantic, probs)
+        miou.update(semantic, batch["semantic"])
+        ap.update([{"masks": p["masks"], "labels": p["classes"], "scores": p["scores"]} for p in predictions],
+                  [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
+        for b, pred in enumerate(predictions):
+            panoptic = merge_panoptic(semantic[b], pred["instances"])
+            truth = panoptic_from_semantic_instance(batch["semantic"][b], batch["instance"][b])
+            pq.update(panoptic, truth)
+            pq16.update(panoptic, truth)
+            if len(panels) < 4:
+                panels.append((batch["image"][b], panoptic, truth))
+    return {"pq": pq.compute(), "pq16": pq16.compute(), "miou": miou.compute(), "ap": ap.compute(),
+            "panels": panels}
+
+
+def _row(name: str, r: dict) -> str:
+    a, t, s = r["pq"]["All"], r["pq"]["Things"], r["pq"]["Stuff"]
+    cells = [a["sq"], a["rq"], a["pq"], a["pq_plus"], t["sq"], t["rq"], t["pq"], s["sq"], s["rq"], s["pq"],
+             r["pq16"]["All"]["pq"], float(r["miou"]["miou_19"]), r["ap"]["ap50"]]
+    return f"| {name} | " + " | ".join(f"{100 * float(v):.2f}" for v in cells) + " |"
+
+
+def panoptic_table(results: dict[str, dict]) -> str:
+    """The thesis's panoptic table (SQ/RQ/PQ/PQ+ for all, things, stuff) with PQ-16, mIoU and AP50."""
+    head = ("| model | SQ | RQ | PQ | PQ+ | SQ th | RQ th | PQ th | SQ st | RQ st | PQ st | PQ-16 | mIoU-19 | AP50 |\n"
+            "|---|" + "---:|" * 13)
+    return "\n".join([head, *(_row(name, r) for name, r in results.items())])
+
+
+def _json_ready(results: dict[str, dict]) -> dict:
+    def clean(value):
+        if isinstance(value, torch.Tensor):
+            return value.tolist() if value.numel() > 1 else float(value)
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, float) and np.isnan(value):
+            return None
+        return value
+
+    return {name: clean({k: v for k, v in r.items() if k != "panels"}) for name, r in results.items()}
+
+
+def _image(tensor: torch.Tensor) -> np.ndarray:
+    return (tensor.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
+def save_figures(figures: Path, results: dict[str, dict]) -> None:
+    """Panoptic overlays of the first validation images and per-class PQ bars."""
+    figures.mkdir(parents=True, exist_ok=True)
+    names = list(results)
+    for k in range(len(results[names[0]]["panels"])):
+        image, _, truth = results[names[0]]["panels"][k]
+        rows = {name: results[name]["panels"][k][1].numpy() for name in names}
+        save_panoptic_panel(figures / f"panoptic_{k}.png", _image(image), {**rows, "ground truth": truth.numpy()})
+    per_class = {name: [r["pq"]["per_class"][c]["pq"] for c in range(NUM_CLASSES)] for name, r in results.items()}
+    save_per_class_bars(figures / "per_class_pq.png", per_class, "PQ")
+    iou = {name: r["miou"]["iou"].tolist() for name, r in results.items()}
+    save_per_class_bars(figures / "per_class_iou.png", iou, "IoU")
+
+
 def run_demo(out: Path, data_root: Path, seed: int = 0, quick: bool = False) -> dict:
     """The whole method end to end on the toy benchmark; prints and saves the results in `out`."""
     start = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     ensure_toy_data(data_root, seed, quick)
-    reports = check_toy_data(data_root)
-    table = class_statistics_table(reports)
-    print("\nPer-domain class statistics (share of labelled pixels):\n" + table)
-    results = {
-        "data_root": str(data_root),
-        "class_pixels": {n: r.class_pixels.tolist() for n, r in reports.items()},
-        "seconds": round(time.perf_counter() - start, 1),
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "report.md").write_text(f"# panoptic_st demo\n\n## Toy data class statistics\n\n{table}\n")
-    print(f"\nresults saved to {out / 'report.md'} and {out / 'results.json'}")
-    return results
+    stats_table = class_statistics_table(check_toy_data(data_root))
+    print("\nPer-domain class statistics (share of labelled pixels):\n" + stats_table)
+    stages = run_stages(out, data_root, seed, QUICK_SCHEDULE if quick else DemoSchedule())
+    inst_cfg = stages["instance_baseline"][0]
+    pairs = {"baseline": ("semantic_baseline", "instance_baseline"),
+             "self-trained": ("semantic_self_train", "instance_self_train")}
+    results = {name: evaluate_panoptic(stages[s][1]["checkpoint"], inst_cfg, stages[i][1]["checkpoint"],
+                                       data_root, label=name) for name, (s, i) in pairs.items()}
+    table = panoptic_table(results)
+    seconds = time.perf_counter() - start
+    print(f"\nPanoptic segmentation on toy Cityscapes val (19 classes unless noted), {seconds / 60:.1f} min:\n{table}")
+    save_figures(out / "figures", results)
+    summary = {"seed": seed, "quick": quick, "seconds": round(seconds, 1), "data_root": str(data_root),
+               "stages": {k: v[1] for k, v in stages.items()}, "results": _json_ready(results)}
+    (out / "results.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(
+        f"# panoptic_st demo (seed {seed}{', quick' if quick else ''})\n\n"
+        f"## Panoptic results on toy Cityscapes val\n\n{table}\n\n"
+        "Figures: `figures/panoptic_*.png` (overlays), `figures/per_class_pq.png`, `figures/per_class_iou.png`.\n\n"
+        f"## Toy data class statistics\n\n{stats_table}\n\nTotal time: {seconds / 60:.1f} min.\n")
+    print(f"\nresults saved to {out / 'report.md'}, {out / 'results.json'} and {out / 'figures'}/")
+    return summary

@@ -60,7 +60,9 @@ def peak_memory_child(n: int, threads: int, queue) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="threads for torch and scikit-learn (default 1)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="threads for torch and scikit-learn (default 1)"
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--points", type=int, default=20_000)
     parser.add_argument("--big", type=int, default=200_000)
@@ -74,12 +76,18 @@ def main() -> None:
         t_ours, (labels, centers) = best_time(lambda: mean_shift(points, BANDWIDTH), args.repeats)
         t_sk, model = best_time(lambda: MeanShift(bandwidth=BANDWIDTH, bin_seeding=True).fit(x), args.repeats)
     ari = adjusted_rand_score(model.labels_, labels.numpy())
-    print(f"data: {args.points} points, {DIM}-d, {BLOBS} blobs (std {STD}), bandwidth {BANDWIDTH}, "
-          f"threads {args.threads}, best of {args.repeats}")
-    print(f"sklearn MeanShift(bin_seeding=True): {t_sk:8.3f} s  {len(model.cluster_centers_)} clusters  "
-          f"ARI vs truth {adjusted_rand_score(truth, model.labels_):.4f}")
-    print(f"panoptic_st mean_shift (torch)     : {t_ours:8.3f} s  {centers.shape[0]} clusters  "
-          f"ARI vs truth {adjusted_rand_score(truth, labels.numpy()):.4f}")
+    print(
+        f"data: {args.points} points, {DIM}-d, {BLOBS} blobs (std {STD}), bandwidth {BANDWIDTH}, "
+        f"threads {args.threads}, best of {args.repeats}"
+    )
+    print(
+        f"sklearn MeanShift(bin_seeding=True): {t_sk:8.3f} s  {len(model.cluster_centers_)} clusters  "
+        f"ARI vs truth {adjusted_rand_score(truth, model.labels_):.4f}"
+    )
+    print(
+        f"panoptic_st mean_shift (torch)     : {t_ours:8.3f} s  {centers.shape[0]} clusters  "
+        f"ARI vs truth {adjusted_rand_score(truth, labels.numpy()):.4f}"
+    )
     print(f"speed-up: {t_sk / t_ours:.1f}x   ARI(sklearn, torch): {ari:.5f}")
 
     queue = mp.get_context("spawn").Queue()
@@ -87,8 +95,10 @@ def main() -> None:
     child.start()
     before, peak, elapsed, n_clusters = queue.get()
     child.join()
-    print(f"{args.big} points: {elapsed:.2f} s, {n_clusters} clusters; peak RSS {peak / 1024:.0f} MB "
-          f"(ru_maxrss of a fresh process; {(peak - before) / 1024:.0f} MB above its RSS before clustering)")
+    print(
+        f"{args.big} points: {elapsed:.2f} s, {n_clusters} clusters; peak RSS {peak / 1024:.0f} MB "
+        f"(ru_maxrss of a fresh process; {(peak - before) / 1024:.0f} MB above its RSS before clustering)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""Instance branch LightningModule: embedding U-Net trained on source instances (`baseline`) or self-trained on
+target pseudo-labels clustered inside a frozen semantic network's masks (`self_train`).
+
+The semantic network comes from a semantic checkpoint through `panoptic_st.checkpoints` (never from the semantic
+LightningModule). Without one, validation clusters inside the ground-truth semantic masks (as the thesis's
+"GT semantic masks" numbers) and self-training is refused.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from panoptic_st.checkpoints import semantic_network_from_checkpoint
+from panoptic_st.config import InstanceConfig
+from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, THING_CATEGORIES, THING_TRAIN_IDS
+from panoptic_st.evaluation.instance import InstanceAP
+from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
+from panoptic_st.instance.pseudo_labels import instance_predictions, instance_pseudo_labels, postprocess_instances
+from panoptic_st.models.teacher import MomentumTeacher
+from panoptic_st.models.unet import build_embedding_unet
+from panoptic_st.semantic.pseudo_labels import normalize
+
+MODES = ("baseline", "self_train")
+
+
+def resolve_classes(names: list[str]) -> tuple[int, ...]:
+    """Thing trainIds from class names, category names (auto, human, bike) or `all`."""
+    ids: list[int] = []
+    for name in names:
+        if name == "all":
+            ids.extend(THING_TRAIN_IDS)
+        elif name in THING_CATEGORIES:
+            ids.extend(THING_CATEGORIES[name])
+        elif name in CLASS_NAMES and CLASS_NAMES.index(name) in THING_TRAIN_IDS:
+            ids.append(CLASS_NAMES.index(name))
+        else:
+            raise ValueError(f"instance.classes: '{name}' is not a thing class, a category "
+                             f"({', '.join(THING_CATEGORIES)}) or 'all'")
+    return tuple(sorted(set(ids)))
+
+
+def source_instance_labels(semantic: Tensor, instance: Tensor, classes: tuple[int, ...]) -> Tensor:
+    """Instance labels of the selected classes; instances without a semantic class (SYNTHIA's truck and train)
+    are kept when every thing class is selected."""
+    selected = torch.zeros(256, dtype=torch.bool, device=semantic.device)
+    selected[list(classes)] = True
+    if set(classes) == set(THING_TRAIN_IDS):
+        selected[IGNORE_INDEX] = True
+    return torch.where(selected[semantic] & (instance > 0), instance, torch.zeros_like(instance))
+
+
+def match_counts(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> tuple[int, int]:
+    """(true, false) positive pseudo-instances: a pseudo-instance is true if it overlaps one GT instance with
+    IoU > threshold. For monitoring only."""
+    p_ids, p_idx = torch.unique(pseudo, return_inverse=True)
+    t_ids, t_idx = torch.unique(truth, return_inverse=True)
+    joint = torch.bincount((p_idx * len(t_ids) + t_idx).flatten(), minlength=len(p_ids) * len(t_ids))
+    joint = joint.view(len(p_ids), len(t_ids)).float()
+    union = joint.sum(1, keepdim=True) + joint.sum(0, keepdim=True) - joint
+    iou = (joint / union.clamp_min(1))[p_ids != 0][:, t_ids != 0]
+    if iou.shape[0] == 0:
+        return 0, 0
+    true = int((iou.max(dim=1).values > threshold).sum()) if iou.shape[1] else 0
+    return true, iou.shape[0] - true
+
+
+class InstanceModule(L.LightningModule):
+    """SPOCO-style pixel-embedding branch with semantic-guided mean-shift pseudo-labels."""
+
+    def __init__(self, cfg: InstanceConfig) -> None:
+        super().__init__()
+        if cfg.mode not in MODES:
+            raise ValueError(f"instance.mode must be one of {MODES}, got '{cfg.mode}'")
+        if cfg.mode == "self_train" and not cfg.semantic_checkpoint:
+            raise ValueError("instance self-training needs instance.semantic_checkpoint (its pseudo-label masks)")
+        self.cfg = cfg
+        self.classes = resolve_classes(list(cfg.classes))
+        encoder = cfg.encoder if cfg.encoder.startswith("tu-") else f"tu-{cfg.encoder}"
+        self.save_hyperparameters({"branch": "instance", "encoder": encoder, "embedding_dim": cfg.embedding_dim,
+                                   "classes": list(self.classes), "mode": cfg.mode})
+        self.net = build_embedding_unet(encoder, cfg.embedding_dim, cfg.encoder_weights_file)
+        self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, interval=1)
+        self.semantic_net = (semantic_network_from_checkpoint(cfg.semantic_checkpoint)
+                             if cfg.semantic_checkpoint else None)
+        self.val_ap = InstanceAP(thing_ids=self.classes)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Pixel embeddings [B, D, H, W] of images in [0, 1]."""
+        return self.net(normalize(images))
+
+    def state_dict(self, *args, **kwargs) -> dict:
+        """Checkpoints hold the trained networks, not the frozen semantic network (it has its own file)."""
+        state = super().state_dict(*args, **kwargs)
+        return {k: v for k, v in state.items() if not k.startswith("semantic_net.")}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        missing_ok = {k for k in super().state_dict() if k.startswith("semantic_net.")}
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        unexpected_missing = [k for k in result.missing_keys if k not in missing_ok]
+        if strict and (unexpected_missing or result.unexpected_keys):
+            raise RuntimeError(f"instance checkpoint mismatch: missing {unexpected_missing[:5]}, "
+                               f"unexpected {result.unexpected_keys[:5]}")
+        return result
+
+    def on_fit_start(self) -> None:
+        if not self.teacher.initialised:
+            self.teacher.update(self.net, 0)
+
+    def loss_terms(self, images: Tensor, labels: Tensor, consistency: bool) -> dict[str, Tensor]:
+        """SPOCO losses of the student on one batch, with the momentum network's rotation consistency."""
+        cfg = self.cfg
+        emb = self(images)
+        emb_g = valid = None
+        if consistency and cfg.consistency_weight > 0:
+            angles = sample_angles(images.shape[0]).to(images.device)
+            emb_g, valid = rotate_back(self.teacher(normalize(rotate(images, angles))), angles)
+        eps = margin_epsilon(self.global_step, cfg.margin_epsilon, cfg.margin_decay)
+        return spoco_loss(emb, labels, emb_g, valid, delta_v=cfg.delta_v, delta_d=cfg.delta_d, epsilon=eps,
+                          w_pull=cfg.pull_weight, w_push=cfg.push_weight, w_reg=cfg.reg_weight,
+                          w_instance=cfg.dice_weight, w_unlabelled=cfg.unlabelled_push_weight,
+                          w_consistency=cfg.consistency_weight)
+
+    @torch.no_grad()
+    def semantic_masks(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """(argmax trainIds [B, H, W], probabilities [B, C, H, W]) of the frozen semantic network."""
+        probs = self.semantic_net(normalize(images)).softmax(dim=1)
+        return probs.argmax(dim=1), probs
+
+    @torch.no_grad()
+    def pseudo_labels(self, images: Tensor) -> Tensor:
+        """Instance pseudo-labels [B, H, W]: momentum embeddings clustered inside the predicted thing masks."""
+        semantic, _ = self.semantic_masks(images)
+        embeddings = self.teacher(normalize(images))
+        maps = [self.cluster(embeddings[b], semantic[b])[0] for b in range(images.shape[0])]
+        return torch.stack(maps)
+
+    def cluster(self, embeddings: Tensor, semantic: Tensor) -> tuple[Tensor, Tensor]:
+        """Instance map and class table of one image, clustered class by class, then post-processed."""
+        cfg = self.cfg
+        instances, classes = instance_pseudo_labels(embeddings, semantic, self.classes, cfg.bandwidth,
+                                                    cfg.delta_d, cfg.min_size, cfg.clustering)
+        if cfg.postprocess_kernel > 1:
+            instances = postprocess_instances(instances, cfg.postprocess_kernel)
+        return instances, classes
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        parts: list[tuple[int, Tensor]] = []
+        source = batch.get("source") if "target" in batch else batch.get("source", batch)
+        if source is not None:
+            labels = source_instance_labels(source["semantic"], source["instance"], self.classes)
+            terms = self.loss_terms(source["image"], labels, consistency=self.cfg.mode == "self_train")
+            self.log_dict({f"train/source_{k}": v for k, v in terms.items()})
+            parts.append((source["image"].shape[0], terms["loss"]))
+        if self.cfg.mode == "self_train" and "target" in batch:
+            target = batch["target"]
+            pseudo = self.pseudo_labels(target["image"])
+            terms = self.loss_terms(target["image"], pseudo, consistency=True)
+            self.log_dict({f"train/target_{k}": v for k, v in terms.items()})
+            self.log_pseudo_label_statistics(pseudo, target)
+            parts.append((target["image"].shape[0], terms["loss"]))
+        total = sum(n for n, _ in parts)
+        loss = sum(n * part for n, part in parts) / total
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def log_pseudo_label_statistics(self, pseudo: Tensor, target: dict) -> None:
+        """Pseudo-label counts and true/false positives against the target ground truth (monitoring only)."""
+        truth = source_instance_labels(target["semantic"], target["instance"], self.classes)
+        true = false = 0
+        for b in range(pseudo.shape[0]):
+            t, f = match_counts(pseudo[b], truth[b])
+            true, false = true + t, false + f
+        n = pseudo.shape[0]
+        self.log_dict({"pseudo/instances_per_image": (true + false) / n, "pseudo/true_positives": true / n,
+                       "pseudo/false_positives": false / n})
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self.teacher.update(self.net, self.global_step)
+
+    def predict_instances(self, images: Tensor, semantic: Tensor | None = None,
+                          probs: Tensor | None = None) -> list[dict]:
+        """Per image: `instances` [H, W], `masks`, `classes`, `scores` (for AP), from the student's embeddings
+        clustered inside the predicted semantic masks (or the given `semantic` map)."""
+        if semantic is None:
+            semantic, probs = self.semantic_masks(images)
+        embeddings = self(images)
+        results = []
+        for b in range(images.shape[0]):
+            instances, classes = self.cluster(embeddings[b], semantic[b])
+            class_probs = probs[b] if probs is not None else _one_hot(semantic[b], len(CLASS_NAMES))
+            masks, cls, scores = instance_predictions(instances, class_probs, classes)
+            results.append({"instances": instances, "masks": masks, "classes": cls, "scores": scores})
+        return results
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        semantic = None if self.semantic_net is not None else batch["semantic"]
+        preds = self.predict_instances(batch["image"], semantic)
+        self.val_ap.update([{"masks": p["masks"], "labels": p["classes"], "scores": p["scores"]} for p in preds],
+                           [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_ap.compute()
+        self.log_dict({"val/ap": result["ap"], "val/ap50": result["ap50"]})
+        self.val_ap.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        return self.predict_instances(batch["image"])
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        steps = max(int(self.trainer.max_steps), 1) if self.trainer else 1
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _one_hot(semantic: Tensor, num_classes: int) -> Tensor:
+    valid = semantic < num_classes
+    probs = torch.zeros(num_classes, *semantic.shape, device=semantic.device)
+    probs.scatter_(0, semantic.clamp(0, num_classes - 1)[None], valid[None].float())
+    return probs

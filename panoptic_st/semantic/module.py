@@ -1,0 +1,149 @@
+"""Semantic branch LightningModule: source-only baseline and SAC self-training (one readable step).
+
+Batches follow `PanopticDataModule`: a plain item batch in `source` mode, {"source": ..., "target": ...} in
+`adapt` mode. Images arrive in [0, 1]; the module normalises them before every network call. Target labels are
+never used for training, only by validation.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from panoptic_st.config import SemanticConfig
+from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
+from panoptic_st.evaluation.semantic import SemanticIoU
+from panoptic_st.models.deeplab import build_deeplab, param_groups
+from panoptic_st.models.teacher import MomentumTeacher, freeze_batchnorm
+from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy
+from panoptic_st.semantic.pseudo_labels import (
+    ClassPrior,
+    adaptive_thresholds,
+    fuse_views,
+    make_views,
+    normalize,
+    photometric_noise,
+    pseudo_labels,
+)
+
+MODES = ("baseline", "self_train")
+
+
+def parameter_distance(a: torch.nn.Module, b: torch.nn.Module) -> torch.Tensor:
+    """L2 distance between the parameters of two networks of the same architecture."""
+    total = sum(((p - q) ** 2).sum() for p, q in zip(a.parameters(), b.parameters()))
+    return torch.as_tensor(total).sqrt()
+
+
+def target_weight(cfg: SemanticConfig, step: int) -> float:
+    """Weight of the target loss, with an optional linear ramp-up over `target_rampup_steps`."""
+    if cfg.target_rampup_steps <= 0:
+        return cfg.target_weight
+    return cfg.target_weight * min(1.0, step / cfg.target_rampup_steps)
+
+
+class SemanticModule(L.LightningModule):
+    """DeepLab trained on the source (`baseline`) or self-trained on the target with SAC (`self_train`)."""
+
+    def __init__(self, cfg: SemanticConfig, num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        if cfg.mode not in MODES:
+            raise ValueError(f"semantic.mode must be one of {MODES}, got '{cfg.mode}'")
+        self.cfg = cfg
+        self.save_hyperparameters({"branch": "semantic", "arch": cfg.arch, "encoder": cfg.encoder,
+                                   "output_stride": cfg.output_stride, "num_classes": num_classes,
+                                   "mode": cfg.mode})
+        self.net = build_deeplab(cfg.arch, cfg.encoder, num_classes, cfg.output_stride, cfg.encoder_weights_file)
+        self.teacher: MomentumTeacher | None = None
+        self.prior: ClassPrior | None = None
+        if cfg.mode == "self_train":
+            freeze_batchnorm(self.net)
+            self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, cfg.teacher_interval)
+            self.prior = ClassPrior(num_classes, cfg.prior_momentum)
+        self.register_buffer("source_mean", torch.tensor([0.485, 0.456, 0.406]))
+        self.register_buffer("source_std", torch.tensor([0.229, 0.224, 0.225]))
+        self.val_iou = SemanticIoU(num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits of the student for target-domain images in [0, 1]."""
+        return self.net(normalize(images))
+
+    def source_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits for source images, normalised with the (optionally re-normalised) source statistics."""
+        return self.net(normalize(images, self.source_mean.tolist(), self.source_std.tolist()))
+
+    def on_fit_start(self) -> None:
+        if self.teacher is not None and not self.teacher.initialised:
+            self.teacher.update(self.net, 0)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        source = batch.get("source", batch)
+        loss = source_cross_entropy(self.source_logits(source["image"]), source["semantic"])
+        self.log("train/loss_source", loss, prog_bar=True)
+        if self.cfg.mode == "baseline" and self.cfg.bn_adapt and "target" in batch:
+            with torch.no_grad():
+                self(batch["target"]["image"])
+        if self.cfg.mode == "self_train":
+            target_loss = self.self_training_loss(batch["target"]["image"])
+            weight = target_weight(self.cfg, self.global_step)
+            self.log("train/loss_target", target_loss, prog_bar=True)
+            self.log("train/target_weight", weight)
+            loss = loss + weight * target_loss
+        self.log("train/loss", loss)
+        return loss
+
+    def self_training_loss(self, images: torch.Tensor) -> torch.Tensor:
+        """SAC: teacher on clean views -> fused pseudo-labels -> focal loss of the student on noisy views."""
+        cfg = self.cfg
+        views, affines = make_views(images, cfg.group_size, tuple(cfg.zoom))
+        with torch.no_grad():
+            probs, valid = fuse_views(self.teacher(normalize(views)), affines, cfg.group_size)
+            prior = self.prior.observe(probs)
+            theta = adaptive_thresholds(probs, prior, cfg.threshold_scale, cfg.threshold_min, cfg.prior_tau)
+            labels, confidence = pseudo_labels(probs, theta)
+            labels[~valid] = IGNORE_INDEX
+        student_views = photometric_noise(views) if cfg.photometric_noise else views
+        loss = focal_target_loss(self(student_views), labels, confidence, prior, cfg.focal_gamma)
+        self.log_pseudo_label_statistics(labels, theta, prior)
+        return loss
+
+    def log_pseudo_label_statistics(self, labels: torch.Tensor, theta: torch.Tensor, prior: torch.Tensor) -> None:
+        """Per-class pseudo-label coverage, mean thresholds and prior, every `log_every_n_steps`."""
+        if self.trainer is None or self.global_step % max(self.trainer.log_every_n_steps, 1):
+            return
+        coverage = torch.bincount(labels.flatten(), minlength=256)[:NUM_CLASSES].float() / labels.numel()
+        stats = {"pseudo/coverage_all": coverage.sum()}
+        for c, name in enumerate(CLASS_NAMES):
+            stats[f"pseudo/coverage/{name}"] = coverage[c]
+            stats[f"pseudo/threshold/{name}"] = theta[:, c].mean()
+            stats[f"pseudo/prior/{name}"] = prior[c]
+        self.log_dict(stats)
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        if self.teacher is not None and self.teacher.update(self.net, self.global_step):
+            self.log("train/teacher_student_distance", parameter_distance(self.teacher.net, self.net))
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self.val_iou.update(self(batch["image"]).argmax(dim=1), batch["semantic"])
+
+    def on_validation_epoch_end(self) -> None:
+        result = self.val_iou.compute()
+        self.log_dict({f"val/miou{n}": result[f"miou_{n}"].nan_to_num(0.0) for n in (19, 16, 13)})
+        for c, name in enumerate(CLASS_NAMES):
+            self.log(f"val/iou/{name}", result["iou"][c].nan_to_num(0.0))
+        self.val_iou.reset()
+
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        probs = self(batch["image"]).softmax(dim=1)
+        confidence, semantic = probs.max(dim=1)
+        return {"semantic": semantic, "probs": probs, "confidence": confidence, "meta": batch["meta"]}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        cfg = self.cfg
+        groups = param_groups(self.net, cfg.lr, cfg.weight_decay, cfg.head_lr_mult)
+        groups = [{**g, "params": [p for p in g["params"] if p.requires_grad]} for g in groups]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
+        if cfg.optimizer == "adamw":
+            return torch.optim.AdamW(groups, lr=cfg.lr)
+        raise ValueError(f"semantic.optimizer must be 'sgd' or 'adamw', got '{cfg.optimizer}'")

@@ -1,0 +1,145 @@
+"""`train(cfg)` and `evaluate(cfg, checkpoint)`: plain functions behind the CLI that tests call directly."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger
+
+from panoptic_st.checkpoints import load_network_weights
+from panoptic_st.config import ExperimentConfig, to_dict, to_yaml
+from panoptic_st.data.datamodule import PanopticDataModule
+from panoptic_st.models.batchnorm import recalibrate_batchnorm
+
+STAGES = ("semantic", "instance")
+
+
+def build_module(cfg: ExperimentConfig) -> L.LightningModule:
+    """The LightningModule of the configured stage."""
+    if cfg.stage == "semantic":
+        from panoptic_st.semantic.module import SemanticModule
+
+        return SemanticModule(cfg.semantic)
+    if cfg.stage == "instance":
+        from panoptic_st.instance.module import InstanceModule
+
+        return InstanceModule(cfg.instance)
+    raise ValueError(f"stage must be one of {STAGES}, got '{cfg.stage}'")
+
+
+def data_mode(cfg: ExperimentConfig) -> str:
+    """Which batches the stage needs: labelled sources, or sources with target images."""
+    branch = cfg.semantic if cfg.stage == "semantic" else cfg.instance
+    needs_target = branch.mode == "self_train" or (cfg.stage == "semantic" and cfg.semantic.bn_adapt)
+    return "adapt" if needs_target else "source"
+
+
+def build_datamodule(cfg: ExperimentConfig) -> PanopticDataModule:
+    """Data for the configured stage (the instance baseline only reads instance-labelled sources)."""
+    require_instances = cfg.stage == "instance"
+    return PanopticDataModule(cfg.data, data_mode(cfg), require_instances=require_instances)
+
+
+def load_weights(module: L.LightningModule, path: str | Path) -> None:
+    """Initialise a module's network from a checkpoint of the same branch, architecture and class set."""
+    load_network_weights(module.net, dict(module.hparams), path)
+
+
+def build_logger(cfg: ExperimentConfig, out: Path) -> Logger:
+    """CSV logger by default; W&B (offline without an API key) or TensorBoard when configured."""
+    if cfg.logger.kind == "wandb":
+        import os
+
+        from lightning.pytorch.loggers import WandbLogger
+
+        offline = not os.environ.get("WANDB_API_KEY")
+        return WandbLogger(project=cfg.logger.project, name=cfg.name, save_dir=str(out), offline=offline,
+                           config=to_dict(cfg))
+    if cfg.logger.kind == "tensorboard":
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        return TensorBoardLogger(str(out), name="tb")
+    return CSVLogger(str(out), name="logs")
+
+
+def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
+    """A Lightning Trainer from the config; validation every `val_check_interval` steps (default: at the end)."""
+    t = cfg.trainer
+    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
+                                 every_n_train_steps=t.val_check_interval or t.max_steps)
+    return L.Trainer(
+        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        num_nodes=t.num_nodes, precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
+        val_check_interval=t.val_check_interval or t.max_steps, check_val_every_n_epoch=None,
+        limit_val_batches=t.limit_val_batches,
+        num_sanity_val_steps=0, enable_progress_bar=t.progress_bar, enable_model_summary=False,
+        logger=build_logger(cfg, out), callbacks=[checkpoint], default_root_dir=str(out),
+    )
+
+
+def _setup_run(cfg: ExperimentConfig) -> Path:
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(to_yaml(cfg))
+    return out
+
+
+def _scalars(metrics: dict) -> dict:
+    return {k: float(v) for k, v in metrics.items()}
+
+
+def train(cfg: ExperimentConfig) -> dict:
+    """Run one training stage; writes `final.ckpt`, `metrics.json` and the config into `cfg.output_dir`."""
+    out = _setup_run(cfg)
+    module = build_module(cfg)
+    branch = cfg.semantic if cfg.stage == "semantic" else cfg.instance
+    if branch.init_checkpoint:
+        load_weights(module, branch.init_checkpoint)
+    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg, out)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - start
+    final = out / "final.ckpt"
+    trainer.save_checkpoint(final, weights_only=False)
+    metrics = _scalars(trainer.callback_metrics)
+    result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
+    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches: int = 50) -> int:
+    """Re-estimate the network's BatchNorm statistics on target train images (AdaBN); returns images used."""
+    loader = datamodule.target_stats_dataloader()
+    batches = (b["image"] for i, b in enumerate(loader) if i < max_batches)
+    return recalibrate_batchnorm(module.net, batches, forward=module)
+
+
+def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = False) -> dict:
+    """Score a checkpoint on the target validation split (optionally after AdaBN); prints and returns metrics."""
+    out = _setup_run(cfg)
+    module = build_module(cfg)
+    load_weights(module, checkpoint)
+    datamodule = PanopticDataModule(cfg.data, "source" if not adabn_first else "target")
+    datamodule.setup()
+    if adabn_first:
+        adabn(module, datamodule)
+    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
+                        enable_progress_bar=cfg.trainer.progress_bar, enable_model_summary=False)
+    metrics = _scalars(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
+    result = {"checkpoint": str(checkpoint), "adabn": adabn_first, "metrics": metrics}
+    name = "eval_adabn.json" if adabn_first else "eval.json"
+    (out / name).write_text(json.dumps(result, indent=2))
+    for key in sorted(metrics):
+        if "/iou/" not in key:
+            print(f"{key:<28}{metrics[key]:.4f}")
+    return result
