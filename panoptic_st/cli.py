@@ -1,4 +1,4 @@
-"""`panoptic-st` command line: demo, train, evaluate, eval, data {make-toy, check}."""
+"""`panoptic-st` command line: demo, train, evaluate, eval {panoptic, semantic, instance}, data {make-toy, check}."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(func=cmd_evaluate)
 
     _add_data_commands(sub)
+    from panoptic_st.evaluation.commands import add_eval_commands
+
+    add_eval_commands(sub)
     return parser
 
 
@@ -79,8 +82,7 @@ def cmd_make_toy(args: argparse.Namespace) -> int:
 
     sizes = {k: v for k, v in (("n_source", args.n_source), ("n_target", args.n_target), ("n_val", args.n_val),
                                ("height", args.height), ("width", args.width)) if v is not None}
-    result = make_toy(Path(args.out), seed=args.seed, workers=args.workers, **sizes)
-    print(f"toy benchmark written to {args.out} in {result['seconds']:.1f} s")
+    make_toy(Path(args.out), seed=args.seed, workers=args.workers, **sizes)
     return 0
 
 

@@ -3,6 +3,10 @@
 Every image is drawn from one shared scene model (perspective street with a vanishing point, facades, poles,
 trees and the eight thing classes painted far-to-near), so the three datasets differ only in how the scene is
 rendered (two clean synthetic styles vs. one "real" style) and in the label quirks of the real formats.
+
+Calibration at the defaults (U-Net, mobilenetv3_small encoder from scratch, 300 steps x 16, 2-core CPU), 19-class
+mIoU on toy Cityscapes val: trained on SYNTHIA+GTA5 32.8 (79.1 on held-out GTA5), with BN statistics re-estimated
+on the target 45.8, trained on the target (oracle) 70.0. Traffic lights and signs stay near 0 at this size/budget.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import multiprocessing
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +66,25 @@ class Scene:
     """One drawn street scene: class map, instance map, detail shading and the thing list."""
 
     sem: np.ndarray
+    """uint8 (H, W): trainId 0..18, or STATIC."""
     inst: np.ndarray
+    """int32 (H, W): 0 = none, else 1-based index into `things` (visible part only)."""
     shade: np.ndarray
+    """float32 (H, W): multiplicative detail shading (windows, wheels, markings, foliage)."""
     things: list[tuple[int, bool]] = field(default_factory=list)
     """(trainId, crowd) of instance i + 1 of `inst`."""
+
+
+Point = tuple[float, float]
+
+
+def _pt(p: Point) -> tuple[int, int]:
+    return round(float(p[0])), round(float(p[1]))
+
+
+def _px(v: float) -> int:
+    """A size in whole pixels, at least one."""
+    return max(1, round(float(v)))
 
 
 class _Canvas:
@@ -81,12 +101,12 @@ class _Canvas:
         self.things.append((cls, crowd))
         return len(self.things)
 
-    def _draw(self, fn, cls: int, iid: int, shade: float) -> None:
+    def _draw(self, fn: Callable[[np.ndarray, float], object], cls: int, iid: int, shade: float) -> None:
         fn(self.sem, int(cls))
         fn(self.inst, int(iid))
         fn(self.shade, float(shade))
 
-    def poly(self, pts, cls: int, iid: int = 0, shade: float = 1.0) -> None:
+    def poly(self, pts: list[Point], cls: int, iid: int = 0, shade: float = 1.0) -> None:
         """Filled polygon."""
         p = [np.round(np.asarray(pts, np.float64)).astype(np.int32)]
         self._draw(lambda img, v: cv2.fillPoly(img, p, v), cls, iid, shade)
@@ -95,21 +115,20 @@ class _Canvas:
         """Filled axis-aligned rectangle given by two corners."""
         self.poly([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], cls, iid, shade)
 
-    def ellipse(self, c, axes, cls: int, iid: int = 0, shade: float = 1.0, thickness: int = -1) -> None:
+    def ellipse(self, c: Point, axes: Point, cls: int, iid: int = 0, shade: float = 1.0,
+                thickness: int = -1) -> None:
         """Ellipse (filled unless `thickness` > 0); a circle when both axes are equal."""
-        centre = (int(round(c[0])), int(round(c[1])))
-        ax = (max(1, int(round(axes[0]))), max(1, int(round(axes[1]))))
+        centre, ax = _pt(c), (_px(axes[0]), _px(axes[1]))
         self._draw(lambda img, v: cv2.ellipse(img, centre, ax, 0, 0, 360, v, thickness), cls, iid, shade)
 
-    def line(self, p0, p1, width: float, cls: int, iid: int = 0, shade: float = 1.0) -> None:
+    def line(self, p0: Point, p1: Point, width: float, cls: int, iid: int = 0, shade: float = 1.0) -> None:
         """Line segment at least one pixel wide."""
-        a, b = (int(round(p0[0])), int(round(p0[1]))), (int(round(p1[0])), int(round(p1[1])))
-        self._draw(lambda img, v: cv2.line(img, a, b, v, max(1, int(round(width)))), cls, iid, shade)
+        a, b = _pt(p0), _pt(p1)
+        self._draw(lambda img, v: cv2.line(img, a, b, v, _px(width)), cls, iid, shade)
 
-    def shade_line(self, p0, p1, width: float, value: float) -> None:
+    def shade_line(self, p0: Point, p1: Point, width: float, value: float) -> None:
         """Line on the shading map only (markings that keep the class below)."""
-        a, b = (int(round(p0[0])), int(round(p0[1]))), (int(round(p1[0])), int(round(p1[1])))
-        cv2.line(self.shade, a, b, float(value), max(1, int(round(width))))
+        cv2.line(self.shade, _pt(p0), _pt(p1), float(value), _px(width))
 
 
 @dataclass
@@ -138,6 +157,7 @@ class _Street:
 
 
 def _street(rng: np.random.Generator, h: int, w: int) -> _Street:
+    """Random horizon, vanishing point, road, sidewalk and (sometimes) grass-strip widths."""
     yh = h * rng.uniform(0.33, 0.55)
     xv = w * rng.uniform(0.3, 0.7)
     cx, half = xv + w * rng.uniform(-0.15, 0.15), w * rng.uniform(0.25, 0.55)
@@ -150,7 +170,8 @@ def _street(rng: np.random.Generator, h: int, w: int) -> _Street:
 
 
 def _draw_ground(cv: _Canvas, st: _Street) -> None:
-    yh, xv, h = int(round(st.yh)), int(round(st.xv)), st.h
+    """Sky, outer ground, sidewalks, road and its dashed centre line."""
+    yh, xv, h = round(st.yh), round(st.xv), st.h
     cv.sem[yh:, :xv] = TERRAIN if st.facade[0] < st.curb_out[0] else SIDEWALK
     cv.sem[yh:, xv:] = TERRAIN if st.facade[1] > st.curb_out[1] else SIDEWALK
     cv.poly([(st.xv, st.yh), (st.curb_out[0], h), (st.curb_out[1], h)], SIDEWALK)
@@ -164,6 +185,7 @@ def _draw_ground(cv: _Canvas, st: _Street) -> None:
 
 
 def _draw_skyline(cv: _Canvas, st: _Street, rng: np.random.Generator) -> None:
+    """Distant buildings and trees around the vanishing point."""
     if rng.random() < 0.2:
         return
     x = st.xv - st.w * rng.uniform(0.2, 0.4)
@@ -186,12 +208,13 @@ def _facade_segment(cv: _Canvas, st: _Street, xb: float, ta: float, tb: float, c
 
 
 def _draw_side(cv: _Canvas, st: _Street, side: int, rng: np.random.Generator) -> None:
+    """Facade row of one street side (buildings, hedges, walls, gaps) and maybe a fence in front."""
     xb = st.facade[side]
     edge = 0.0 if side == 0 else st.w - 1.0
     t = (edge - st.xv) / (xb - st.xv) + 0.05
     while t > 0.03:
         t2 = t * rng.uniform(0.45, 0.8)
-        kind = rng.choice(4, p=[0.66, 0.14, 0.1, 0.1])
+        kind = rng.choice(4, p=[0.66, 0.14, 0.1, 0.1])  # building, hedge, wall, gap
         if kind == 0:
             _facade_segment(cv, st, xb, t, t2, BUILDING, rng.uniform(0.8, 3.5))
         elif kind == 1:
@@ -213,16 +236,16 @@ def _draw_side(cv: _Canvas, st: _Street, side: int, rng: np.random.Generator) ->
 
 # --- things and vertical stuff: each draws standing at (x, yb) with m pixels per metre, facing `d` (+1/-1) ---
 
-def _person(cv: _Canvas, x: float, yb: float, m: float, iid: int, rng: np.random.Generator, cls: int = PERSON) -> None:
+def _person(cv: _Canvas, x: float, yb: float, m: float, iid: int, rng: np.random.Generator) -> None:
     h = rng.uniform(1.6, 1.9) * m
     stride, swing = rng.uniform(0.0, 0.14) * h, rng.uniform(-0.08, 0.08) * h
-    cv.line((x - 0.05 * h, yb - 0.48 * h), (x - stride, yb), 0.1 * h, cls, iid, 0.55)
-    cv.line((x + 0.05 * h, yb - 0.48 * h), (x + stride, yb), 0.1 * h, cls, iid, 0.55)
+    cv.line((x - 0.05 * h, yb - 0.48 * h), (x - stride, yb), 0.1 * h, PERSON, iid, 0.55)
+    cv.line((x + 0.05 * h, yb - 0.48 * h), (x + stride, yb), 0.1 * h, PERSON, iid, 0.55)
     cv.poly([(x - 0.13 * h, yb - 0.84 * h), (x + 0.13 * h, yb - 0.84 * h),
-             (x + 0.1 * h, yb - 0.46 * h), (x - 0.1 * h, yb - 0.46 * h)], cls, iid)
-    cv.line((x - 0.12 * h, yb - 0.82 * h), (x - 0.15 * h + swing, yb - 0.5 * h), 0.06 * h, cls, iid)
-    cv.line((x + 0.12 * h, yb - 0.82 * h), (x + 0.15 * h - swing, yb - 0.5 * h), 0.06 * h, cls, iid)
-    cv.ellipse((x, yb - 0.92 * h), (0.075 * h, 0.075 * h), cls, iid, 1.3)
+             (x + 0.1 * h, yb - 0.46 * h), (x - 0.1 * h, yb - 0.46 * h)], PERSON, iid)
+    cv.line((x - 0.12 * h, yb - 0.82 * h), (x - 0.15 * h + swing, yb - 0.5 * h), 0.06 * h, PERSON, iid)
+    cv.line((x + 0.12 * h, yb - 0.82 * h), (x + 0.15 * h - swing, yb - 0.5 * h), 0.06 * h, PERSON, iid)
+    cv.ellipse((x, yb - 0.92 * h), (0.075 * h, 0.075 * h), PERSON, iid, 1.3)
 
 
 def _bicycle(cv: _Canvas, x: float, yb: float, m: float, iid: int, d: int) -> tuple[float, float]:
@@ -232,7 +255,7 @@ def _bicycle(cv: _Canvas, x: float, yb: float, m: float, iid: int, d: int) -> tu
     seat, head = (x - d * 0.2 * m, yb - 2.4 * r), (x + d * 0.42 * m, yb - 2.6 * r)
     crank = (x - d * 0.05 * m, yb - r)
     for c in (rear, front):
-        cv.ellipse(c, (r, r), BICYCLE, iid, 0.6, max(1, int(round(0.08 * m))))
+        cv.ellipse(c, (r, r), BICYCLE, iid, 0.6, _px(0.08 * m))
     for a, b in ((rear, seat), (seat, crank), (crank, rear), (seat, (head[0], seat[1])), (crank, head),
                  (head, front)):
         cv.line(a, b, w, BICYCLE, iid)
@@ -436,6 +459,7 @@ def _plan_objects(st: _Street, rng: np.random.Generator) -> list[tuple[float, in
 
 def _draw_object(cv: _Canvas, st: _Street, kind: str, t: float, x: float, d: int,
                  rng: np.random.Generator) -> None:
+    """Draw one planned object; things register their instance ids in draw order."""
     yb, m = st.y(t), st.ppm(t)
     base = kind.removesuffix("_side")
     side = kind.endswith("_side")
@@ -519,7 +543,8 @@ GTA_RGB = np.clip(_hsv_adjust(CANON_RGB, -8.0, 1.15, 0.95), 0.0, 1.0)
 """The GTA-style palette: the canonical colours slightly shifted in hue and more saturated."""
 
 
-def _flat(scene: Scene, palette: np.ndarray, rng: np.random.Generator, colour_table=None) -> np.ndarray:
+def _flat(scene: Scene, palette: np.ndarray, rng: np.random.Generator,
+          colour_table: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """Flat-shaded float RGB image: per-image stuff jitter, per-instance thing jitter, detail shading."""
     stuff = palette + rng.uniform(-0.04, 0.04, palette.shape).astype(np.float32)
     things = np.array([palette[c] for c, _ in scene.things], np.float32).reshape(-1, 3)
@@ -561,13 +586,13 @@ def render_real(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     img = _flat(scene, CANON_RGB, rng, lambda t: np.clip(_hsv_adjust(t, hue, 0.55), 0.0, 1.0))
     coarse = cv2.resize(rng.random((h // 8 + 1, w // 8 + 1)).astype(np.float32), (w, h))
     fine = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7)
-    img = img * (0.8 + 0.4 * coarse + 0.12 * fine)[..., None]
-    a, b = rng.uniform(0.7, 1.2, 2)
+    img = img * (0.9 + 0.2 * coarse + 0.06 * fine)[..., None]
+    a, b = rng.uniform(0.825, 1.075, 2)
     img = img * np.linspace(a, b, w, dtype=np.float32)[None, :, None]
     img = np.clip(img, 0.0, 1.0) ** rng.uniform(1.2, 1.7)
     img = img * np.array([1.08, 1.0, 0.84], np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
     img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
-    return _to_uint8(img + rng.normal(0.0, rng.uniform(0.015, 0.035), img.shape).astype(np.float32))
+    return _to_uint8(img + rng.normal(0.0, rng.uniform(0.0075, 0.0175), img.shape).astype(np.float32))
 
 
 # --- writers for the real on-disk formats ---
@@ -588,10 +613,18 @@ def _synthia_lut() -> np.ndarray:
 
 LABEL_ID_LUT = _label_id_lut()
 SYNTHIA_LUT = _synthia_lut()
-LABEL_COLOURS = np.zeros((256, 3), np.uint8)
-for _lab in CS_LABELS:
-    if _lab.id >= 0:
-        LABEL_COLOURS[_lab.id] = _lab.color
+
+
+def _label_colours() -> np.ndarray:
+    """Cityscapes colour of every label id, (256, 3) RGB (also the GTA5 label palette)."""
+    table = np.zeros((256, 3), np.uint8)
+    for lab in CS_LABELS:
+        if lab.id >= 0:
+            table[lab.id] = lab.color
+    return table
+
+
+LABEL_COLOURS = _label_colours()
 LABEL_NAMES = {lab.id: lab.name for lab in CS_LABELS if lab.id >= 0}
 
 
@@ -761,7 +794,7 @@ def _init_worker() -> None:
 
 def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 1000, n_val: int = 200,
              height: int = 96, width: int = 192, workers: int = 2, progress: bool = True) -> dict:
-    """Write the toy SYNTHIA, GTA5 and Cityscapes datasets (plus panoptic GT) under `out`; returns counts and seconds."""
+    """Write the toy SYNTHIA, GTA5 and Cityscapes datasets (+ panoptic GT) under `out`; return counts, seconds."""
     if min(n_target, n_val) < 1 or n_source < 0 or min(height, width) < 32:
         raise ValueError("make_toy needs n_target >= 1, n_val >= 1, n_source >= 0 and images of at least 32x32 px")
     start = time.perf_counter()

@@ -1,0 +1,40 @@
+import pytest
+
+from panoptic_st.cli import build_parser, main
+
+COMMANDS = [["demo"], ["train"], ["evaluate"], ["data"], ["data", "make-toy"], ["data", "check"], ["eval"],
+            ["eval", "panoptic"], ["eval", "semantic"], ["eval", "instance"]]
+
+
+def test_top_level_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for name in ("demo", "train", "evaluate", "data", "eval"):
+        assert name in out
+    assert "trainer.num_nodes" in out  # how to launch on several GPUs and nodes
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        build_parser().parse_args([*command, "--help"])
+    assert info.value.code == 0
+    assert "usage: panoptic-st " + " ".join(command) in capsys.readouterr().out
+
+
+def test_config_typo_on_the_command_line_is_one_line_error(capsys):
+    assert main(["train", "toy/semantic_baseline", "semantic.encodr=resnet18"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "unknown config key 'semantic.encodr'" in err and "semantic.encoder (str)" in err
+
+
+def test_make_toy_cli_writes_the_three_datasets(tmp_path, capsys):
+    out = tmp_path / "toy"
+    args = ["data", "make-toy", "--out", str(out), "--n-source", "3", "--n-target", "3", "--n-val", "2",
+            "--height", "32", "--width", "64", "--workers", "1"]
+    assert main(args) == 0
+    assert {p.name for p in out.iterdir()} >= {"synthia", "gta5", "cityscapes"}
+    assert f"in {out}" in capsys.readouterr().out
