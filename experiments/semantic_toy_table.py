@@ -33,7 +33,7 @@ def run_seed(seed: int, data: Path, out: Path, extra: list[str]) -> dict[str, di
 
 
 def table(scores: dict[int, dict[str, dict[str, float]]]) -> str:
-    """Markdown table: one column per seed, rows x protocols."""
+    """Markdown table: one column per seed (every seed found under --out), rows x protocols."""
     seeds = sorted(scores)
     lines = ["| method | protocol | " + " | ".join(f"seed {s}" for s in seeds) + " |",
              "|---|---|" + "---:|" * len(seeds)]
@@ -51,10 +51,12 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides for every stage")
     args = parser.parse_args()
     ensure_toy_data(args.data, seed=0, quick=False)
-    start, scores = time.perf_counter(), {}
+    start = time.perf_counter()
     for seed in args.seeds:
-        scores[seed] = run_seed(seed, args.data, args.out / f"seed{seed}", args.overrides)
-        print(f"seed {seed}: " + json.dumps(scores[seed]), flush=True)
+        seed_scores = run_seed(seed, args.data, args.out / f"seed{seed}", args.overrides)
+        (args.out / f"seed{seed}" / "scores.json").write_text(json.dumps(seed_scores, indent=2))
+        print(f"seed {seed}: " + json.dumps(seed_scores), flush=True)
+    scores = {int(p.parent.name[4:]): json.loads(p.read_text()) for p in sorted(args.out.glob("seed*/scores.json"))}
     text = table(scores)
     gains = {s: {"vs_baseline": scores[s]["self_train"]["miou19"] - scores[s]["baseline"]["miou19"],
                  "vs_adabn": scores[s]["self_train"]["miou19"] - scores[s]["adabn"]["miou19"]} for s in scores}

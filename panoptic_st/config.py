@@ -13,7 +13,7 @@ import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
@@ -26,24 +26,24 @@ class DataConfig:
     """Datasets, augmentation and loading."""
 
     root: str = "data/toy"
-    sources: List[str] = field(default_factory=lambda: ["synthia"])
+    sources: list[str] = field(default_factory=lambda: ["synthia"])
     target: str = "cityscapes"
     synthia_root: str = "${data.root}/synthia"
     gta5_root: str = "${data.root}/gta5"
     cityscapes_root: str = "${data.root}/cityscapes"
     train_split: str = "train"
     val_split: str = "val"
-    crop: List[int] = field(default_factory=lambda: [96, 192])
-    source_scale: List[float] = field(default_factory=lambda: [0.5, 1.0])
-    target_size: List[int] = field(default_factory=lambda: [96, 192])
-    target_scale: List[float] = field(default_factory=lambda: [1.0, 1.1])
+    crop: list[int] = field(default_factory=lambda: [96, 192])
+    source_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    target_size: list[int] = field(default_factory=lambda: [96, 192])
+    target_scale: list[float] = field(default_factory=lambda: [1.0, 1.1])
     flip: bool = True
     batch_size: int = 8
     target_batch_size: int = 2
-    source_mix: Optional[float] = None
+    source_mix: float | None = None
     val_batch_size: int = 8
     num_workers: int = 2
-    max_items: Optional[int] = None
+    max_items: int | None = None
     check_on_setup: bool = True
 
 
@@ -54,9 +54,9 @@ class SemanticConfig:
     arch: str = "deeplabv2"
     encoder: str = "resnet101"
     output_stride: int = 8
-    encoder_weights_file: Optional[str] = None
+    encoder_weights_file: str | None = None
     mode: str = "baseline"
-    init_checkpoint: Optional[str] = None
+    init_checkpoint: str | None = None
     lr: float = 2.5e-4
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -66,7 +66,7 @@ class SemanticConfig:
     teacher_momentum: float = 0.99
     teacher_interval: int = 100
     group_size: int = 4
-    zoom: List[float] = field(default_factory=lambda: [0.5, 1.0])
+    zoom: list[float] = field(default_factory=lambda: [0.5, 1.0])
     photometric_noise: bool = True
     target_weight: float = 5.0
     target_rampup_steps: int = 0
@@ -87,11 +87,11 @@ class InstanceConfig:
 
     encoder: str = "resnet101"
     embedding_dim: int = 8
-    encoder_weights_file: Optional[str] = None
+    encoder_weights_file: str | None = None
     mode: str = "baseline"
-    init_checkpoint: Optional[str] = None
-    semantic_checkpoint: Optional[str] = None
-    classes: List[str] = field(default_factory=lambda: ["all"])
+    init_checkpoint: str | None = None
+    semantic_checkpoint: str | None = None
+    classes: list[str] = field(default_factory=lambda: ["all"])
     lr: float = 1e-3
     weight_decay: float = 1e-5
     delta_v: float = 0.5
@@ -116,7 +116,7 @@ class TrainerConfig:
     """Lightning Trainer settings."""
 
     max_steps: int = 1000
-    val_check_interval: Optional[int] = None
+    val_check_interval: int | None = None
     limit_val_batches: float = 1.0
     accelerator: str = "auto"
     devices: Any = "auto"
@@ -125,7 +125,7 @@ class TrainerConfig:
     precision: str = "32-true"
     accumulate_grad_batches: int = 1
     log_every_n_steps: int = 10
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: float | None = None
     progress_bar: bool = True
 
 
@@ -146,7 +146,7 @@ class ExperimentConfig:
     stage: str = "semantic"
     seed: int = 0
     output_dir: str = "runs/${name}"
-    torch_threads: Optional[int] = None
+    torch_threads: int | None = None
     data: DataConfig = field(default_factory=DataConfig)
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
     instance: InstanceConfig = field(default_factory=InstanceConfig)
@@ -238,7 +238,7 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
     """`key=value` strings (the form W&B sweep agents pass; a leading `--` is accepted) as a config."""
     cleaned = []
     for item in overrides:
-        item = item[2:] if item.startswith("--") else item
+        item = item.removeprefix("--")
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
         cleaned.append(item)

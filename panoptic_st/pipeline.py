@@ -27,7 +27,7 @@ from panoptic_st.training import load_weights, train
 from panoptic_st.viz import save_panoptic_panel, save_per_class_bars
 
 TOY_FORMATS = (("synthia", "synthia"), ("gta5", "gta5"), ("cityscapes", "cityscapes"))
-QUICK_TOY = dict(n_source=60, n_target=60, n_val=20)
+QUICK_TOY = {"n_source": 60, "n_target": 60, "n_val": 20}
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from panoptic_st.data.labels import CLASS_NAMES, LABEL_DIVISOR, NUM_CLASSES, colorize  # noqa: E402
+from panoptic_st.data.labels import CLASS_NAMES, LABEL_DIVISOR, NUM_CLASSES, colorize
 
 
 def panoptic_colors(panoptic: np.ndarray, seed: int = 0) -> np.ndarray:

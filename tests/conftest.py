@@ -7,7 +7,7 @@ import torch
 
 torch.set_num_threads(2)
 
-TINY_TOY = dict(n_source=12, n_target=12, n_val=6, height=64, width=128, workers=1, progress=False)
+TINY_TOY = {"n_source": 12, "n_target": 12, "n_val": 6, "height": 64, "width": 128, "workers": 1, "progress": False}
 
 
 @pytest.fixture(scope="session")

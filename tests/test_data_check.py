@@ -21,7 +21,7 @@ def broken(toy_root, tmp_path):
 
 
 def _first(path_glob):
-    return sorted(path_glob)[0]
+    return min(path_glob)
 
 
 @pytest.mark.parametrize("fmt", ["cityscapes", "gta5", "synthia"])

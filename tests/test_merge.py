@@ -1,7 +1,11 @@
 import torch
 
 from panoptic_st.panoptic.merge import (
-    VOID, merge_panoptic, refine_with_instances, sample_instances, stuff_area_threshold,
+    VOID,
+    merge_panoptic,
+    refine_with_instances,
+    sample_instances,
+    stuff_area_threshold,
 )
 
 ROAD, SKY, PERSON, CAR = 0, 10, 11, 13

@@ -7,8 +7,15 @@ from pathlib import Path
 import numpy as np
 
 from panoptic_st.data.dataset import (
-    Problem, Sample, SegmentationDataset, Transform, check_known_ids, check_same_size, pair_files, read_indexed,
-    read_split_file, read_unchanged,
+    Problem,
+    Sample,
+    SegmentationDataset,
+    check_known_ids,
+    check_same_size,
+    pair_files,
+    read_indexed,
+    read_unchanged,
+    split_images,
 )
 from panoptic_st.data.labels import LABEL_DIVISOR, VALID_LABEL_IDS, label_ids_to_train_ids
 
@@ -38,12 +45,9 @@ def image_path(root: Path, label: Path) -> Path:
 def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Problem]]:
     """Images of a split (from `{split}.txt` when present, else the city folders) paired with their labels."""
     root = Path(root)
-    split_file = root / f"{split}.txt"
-    if split_file.is_file():
-        images, labels = read_split_file(split_file, root), []
-    else:
-        images = sorted((root / "leftImg8bit" / split).glob(f"*/*{IMAGE_SUFFIX}"))
-        labels = sorted((root / "gtFine" / split).glob(f"*/*{LABEL_SUFFIX}"))
+    images, labels = split_images(root, split, lambda: (
+        sorted((root / "leftImg8bit" / split).glob(f"*/*{IMAGE_SUFFIX}")),
+        sorted((root / "gtFine" / split).glob(f"*/*{LABEL_SUFFIX}"))))
     pairs, problems = pair_files(images, labels, lambda p: label_path(root, p), lambda p: image_path(root, p))
     samples = []
     for img, lab in pairs:
@@ -80,9 +84,5 @@ class CityscapesDataset(SegmentationDataset):
     domain = "cityscapes"
     has_instances = True
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
-                 max_items: int | None = None) -> None:
-        samples, problems = find_samples(root, split)
-        super().__init__(samples, problems, f"cityscapes {root} [{split}]", transform, max_items)
-
+    find_samples = staticmethod(find_samples)
     read_labels = staticmethod(read_labels)

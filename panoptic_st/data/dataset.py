@@ -6,9 +6,9 @@ trainIds (255 ignore), `instance` long HxW (0 = none, else a per-image id), `met
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -120,6 +120,25 @@ def read_split_file(path: Path, root: Path) -> list[Path]:
     return [root / line for line in lines]
 
 
+def split_images(root: Path, split: str, scan: Callable[[], tuple[list[Path], list[Path]]]
+                 ) -> tuple[list[Path], list[Path]]:
+    """(images, labels) of a split: from `{split}.txt` when present (labels then found per image), else `scan()`."""
+    split_file = root / f"{split}.txt"
+    if split_file.is_file():
+        return read_split_file(split_file, root), []
+    return scan()
+
+
+def find_flat_samples(root: str | Path, split: str, image_dir: str, label_dir: str
+                      ) -> tuple[list[Sample], list[Problem]]:
+    """Samples of a dataset whose images and labels share file names in two folders (GTA5, SYNTHIA)."""
+    root = Path(root)
+    images, labels = split_images(root, split, lambda: (sorted((root / image_dir).glob("*.png")),
+                                                        sorted((root / label_dir).glob("*.png"))))
+    pairs, problems = pair_files(images, labels, lambda p: root / label_dir / p.name, lambda p: root / image_dir / p.name)
+    return [Sample(img.stem, img, lab) for img, lab in pairs], problems
+
+
 def to_item(image: np.ndarray, semantic: np.ndarray, instance: np.ndarray, meta: dict) -> dict:
     """Numpy arrays -> the item contract."""
     return {
@@ -131,13 +150,17 @@ def to_item(image: np.ndarray, semantic: np.ndarray, instance: np.ndarray, meta:
 
 
 class SegmentationDataset(Dataset):
-    """Base reader: subclasses find their samples and decode their label format."""
+    """Base reader: subclasses set `domain`, `has_instances`, `find_samples` and `read_labels`."""
 
     domain: str = ""
     has_instances: bool = True
 
-    def __init__(self, samples: list[Sample], problems: list[Problem], source: str,
-                 transform: Transform | None = None, max_items: int | None = None) -> None:
+    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
+                 max_items: int | None = None, samples: list[Sample] | None = None) -> None:
+        problems: list[Problem] = []
+        if samples is None:
+            samples, problems = self.find_samples(root, split)
+        source = f"{self.domain} {root} [{split}]"
         if problems:
             listed = "; ".join(str(p) for p in problems[:3])
             more = f" (and {len(problems) - 3} more; run `panoptic-st data check`)" if len(problems) > 3 else ""
@@ -149,6 +172,11 @@ class SegmentationDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @staticmethod
+    def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Problem]]:
+        """Samples of a split and every pairing problem found."""
+        raise NotImplementedError
 
     @staticmethod
     def read_labels(sample: Sample, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,8 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from panoptic_st.data.dataset import (
-    DatasetError, Problem, Sample, SegmentationDataset, Transform, check_known_ids, check_same_size, pair_files,
-    read_split_file, read_unchanged,
+    DatasetError,
+    Problem,
+    Sample,
+    SegmentationDataset,
+    check_known_ids,
+    check_same_size,
+    find_flat_samples,
+    read_unchanged,
 )
 from panoptic_st.data.labels import SYNTHIA_ID_TO_TRAIN_ID, VALID_SYNTHIA_IDS
 
@@ -17,16 +23,7 @@ VALID_IDS = np.isin(np.arange(max(VALID_SYNTHIA_IDS) + 1), sorted(VALID_SYNTHIA_
 
 def find_samples(root: str | Path, split: str = "train") -> tuple[list[Sample], list[Problem]]:
     """Images listed in `{split}.txt` (when present, else all of `RGB/`) paired with `GT/LABELS/`."""
-    root = Path(root)
-    split_file = root / f"{split}.txt"
-    if split_file.is_file():
-        images, labels = read_split_file(split_file, root), []
-    else:
-        images, labels = sorted((root / "RGB").glob("*.png")), sorted((root / "GT" / "LABELS").glob("*.png"))
-    pairs, problems = pair_files(
-        images, labels, lambda p: root / "GT" / "LABELS" / p.name, lambda p: root / "RGB" / p.name
-    )
-    return [Sample(img.stem, img, lab) for img, lab in pairs], problems
+    return find_flat_samples(root, split, "RGB", "GT/LABELS")
 
 
 def decode_synthia_label(label: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -51,9 +48,5 @@ class SynthiaDataset(SegmentationDataset):
     domain = "synthia"
     has_instances = True
 
-    def __init__(self, root: str | Path, split: str = "train", transform: Transform | None = None,
-                 max_items: int | None = None) -> None:
-        samples, problems = find_samples(root, split)
-        super().__init__(samples, problems, f"synthia {root} [{split}]", transform, max_items)
-
+    find_samples = staticmethod(find_samples)
     read_labels = staticmethod(read_labels)
