@@ -76,7 +76,7 @@ class SemanticConfig:
     prior_momentum: float = 0.99
     prior_tau: float = 1e-3
     source_renorm: bool = False
-    importance_sampling: bool = False
+    renorm_images: int = 200
     guided_refinement: str = "none"
     guided_fraction: float = 0.3
 

@@ -14,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger
 from panoptic_st.checkpoints import load_network_weights
 from panoptic_st.config import ExperimentConfig, to_dict, to_yaml
 from panoptic_st.data.datamodule import PanopticDataModule
+from panoptic_st.data.dataset import channel_statistics
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
 
 STAGES = ("semantic", "instance")
@@ -105,6 +106,8 @@ def train(cfg: ExperimentConfig) -> dict:
     if branch.init_checkpoint:
         load_weights(module, branch.init_checkpoint)
     datamodule = build_datamodule(cfg)
+    if cfg.stage == "semantic" and cfg.semantic.source_renorm:
+        match_source_to_target_statistics(module, datamodule, cfg.semantic.renorm_images)
     trainer = build_trainer(cfg, out)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -115,6 +118,20 @@ def train(cfg: ExperimentConfig) -> dict:
     result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def match_source_to_target_statistics(module: L.LightningModule, datamodule: PanopticDataModule,
+                                      max_images: int) -> None:
+    """SAC source re-normalisation: source images normalised so that their statistics match the target's."""
+    from panoptic_st.semantic.module import renormalisation
+
+    datamodule.setup()
+    if datamodule.source is None or datamodule.target is None:
+        raise ValueError("semantic.source_renorm needs source and target training data (self_train or bn_adapt)")
+    mean, std = renormalisation(*channel_statistics(datamodule.source, max_images),
+                                *channel_statistics(datamodule.target, max_images))
+    module.source_mean.copy_(mean)
+    module.source_std.copy_(std)
 
 
 def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches: int = 50) -> int:

@@ -60,3 +60,11 @@ def test_sample_instances_keeps_a_fraction():
     ids = kept.unique()
     assert len(ids[ids != 0]) == 3
     assert torch.equal(kept != 0, torch.isin(instances, ids[ids != 0]))
+
+
+def test_labels_warp_into_views_with_nearest_neighbours():
+    from panoptic_st.semantic.module import warp_labels
+
+    labels = torch.tensor([[[1, 2], [3, 4]]])
+    flip = torch.tensor([[[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
+    assert warp_labels(labels, flip).tolist() == [[[2, 1], [4, 3]]]

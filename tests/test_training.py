@@ -71,3 +71,26 @@ def test_instance_stages_chain_into_self_training(semantic_runs, toy_root, tmp_p
     assert "train/target_loss" in metrics and "pseudo/instances_per_image" in metrics
     state = load_checkpoint_state(result["checkpoint"])["state_dict"]
     assert not any(k.startswith("semantic_net.") for k in state)
+
+
+def test_source_renormalisation_maps_source_statistics_onto_the_target():
+    from panoptic_st.semantic.module import IMAGENET_MEAN, IMAGENET_STD, renormalisation
+
+    mu_s, sd_s = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.1, 0.3])
+    mu_t, sd_t = torch.tensor([0.3, 0.5, 0.6]), torch.tensor([0.1, 0.2, 0.15])
+    mean, std = renormalisation(mu_s, sd_s, mu_t, sd_t)
+    x = torch.rand(3, 50)  # a source image, normalised with the new constants ...
+    matched = (x - mu_s[:, None]) / sd_s[:, None] * sd_t[:, None] + mu_t[:, None]  # ... equals the target-like
+    imagenet = (matched - torch.tensor(IMAGENET_MEAN)[:, None]) / torch.tensor(IMAGENET_STD)[:, None]
+    torch.testing.assert_close((x - mean[:, None]) / std[:, None], imagenet)
+    same = renormalisation(mu_s, sd_s, mu_s, sd_s)
+    torch.testing.assert_close(same[0], torch.tensor(IMAGENET_MEAN))
+
+
+def test_guided_refinement_and_renorm_run_in_self_training(semantic_runs, tmp_path):
+    base, _, common = semantic_runs
+    result = train(load_config("toy/semantic_selftrain", [
+        *common, "trainer.max_steps=1", f"output_dir={tmp_path}", f"semantic.init_checkpoint={base['checkpoint']}",
+        "semantic.guided_refinement=gt", "semantic.source_renorm=true", "semantic.renorm_images=4"]))
+    state = load_checkpoint_state(result["checkpoint"])["state_dict"]
+    assert not torch.allclose(state["source_mean"], torch.tensor([0.485, 0.456, 0.406]))

@@ -197,3 +197,18 @@ class SegmentationDataset(Dataset):
         sample = self.samples[index]
         meta = {"name": sample.name, "image_path": str(sample.image), "domain": self.domain}
         return to_item(image, semantic, instance, meta)
+
+
+def channel_statistics(dataset: Dataset, max_images: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation of the [0, 1] images of up to `max_images` evenly spaced items."""
+    step = max(1, len(dataset) // max_images)
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    count = 0
+    for index in range(0, len(dataset), step)[:max_images]:
+        image = dataset[index]["image"].double().flatten(1)
+        total += image.sum(1)
+        squares += (image**2).sum(1)
+        count += image.shape[1]
+    mean = total / count
+    return mean.float(), (squares / count - mean**2).clamp_min(1e-12).sqrt().float()

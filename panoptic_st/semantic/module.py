@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 
 from panoptic_st.config import SemanticConfig
 from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from panoptic_st.evaluation.semantic import SemanticIoU
 from panoptic_st.models.deeplab import build_deeplab, param_groups
 from panoptic_st.models.teacher import MomentumTeacher, freeze_batchnorm
+from panoptic_st.panoptic.merge import refine_with_instances, sample_instances
 from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy
 from panoptic_st.semantic.pseudo_labels import (
     ClassPrior,
@@ -27,6 +29,24 @@ from panoptic_st.semantic.pseudo_labels import (
 )
 
 MODES = ("baseline", "self_train")
+GUIDANCE = ("none", "gt")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def renormalisation(source_mean: torch.Tensor, source_std: torch.Tensor, target_mean: torch.Tensor,
+                    target_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Source normalisation constants that give source images the target's channel statistics (SAC):
+    mean' = mu_s - sigma_s / sigma_t * (mu_t - mu_imagenet), std' = sigma_s * sigma_imagenet / sigma_t."""
+    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+    return source_mean - source_std / target_std * (target_mean - mean), source_std * std / target_std
+
+
+def warp_labels(labels: torch.Tensor, affines: torch.Tensor) -> torch.Tensor:
+    """Label maps [N, H, W] resampled into views with nearest neighbours (0 outside the image)."""
+    grid = F.affine_grid(affines.float(), [labels.shape[0], 1, *labels.shape[1:]], align_corners=False)
+    warped = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return warped[:, 0].round().long()
 
 
 def parameter_distance(a: torch.nn.Module, b: torch.nn.Module) -> torch.Tensor:
@@ -49,6 +69,8 @@ class SemanticModule(L.LightningModule):
         super().__init__()
         if cfg.mode not in MODES:
             raise ValueError(f"semantic.mode must be one of {MODES}, got '{cfg.mode}'")
+        if cfg.guided_refinement not in GUIDANCE:
+            raise ValueError(f"semantic.guided_refinement must be one of {GUIDANCE}, got '{cfg.guided_refinement}'")
         self.cfg = cfg
         self.save_hyperparameters({"branch": "semantic", "arch": cfg.arch, "encoder": cfg.encoder,
                                    "output_stride": cfg.output_stride, "num_classes": num_classes,
@@ -60,8 +82,8 @@ class SemanticModule(L.LightningModule):
             freeze_batchnorm(self.net)
             self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, cfg.teacher_interval)
             self.prior = ClassPrior(num_classes, cfg.prior_momentum)
-        self.register_buffer("source_mean", torch.tensor([0.485, 0.456, 0.406]))
-        self.register_buffer("source_std", torch.tensor([0.229, 0.224, 0.225]))
+        self.register_buffer("source_mean", torch.tensor(IMAGENET_MEAN))
+        self.register_buffer("source_std", torch.tensor(IMAGENET_STD))
         self.val_iou = SemanticIoU(num_classes)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -84,7 +106,8 @@ class SemanticModule(L.LightningModule):
             with torch.no_grad():
                 self(batch["target"]["image"])
         if self.cfg.mode == "self_train":
-            target_loss = self.self_training_loss(batch["target"]["image"])
+            guide = batch["target"]["instance"] if self.cfg.guided_refinement == "gt" else None
+            target_loss = self.self_training_loss(batch["target"]["image"], guide)
             weight = target_weight(self.cfg, self.global_step)
             self.log("train/loss_target", target_loss, prog_bar=True)
             self.log("train/target_weight", weight)
@@ -92,8 +115,12 @@ class SemanticModule(L.LightningModule):
         self.log("train/loss", loss)
         return loss
 
-    def self_training_loss(self, images: torch.Tensor) -> torch.Tensor:
-        """SAC: teacher on clean views -> fused pseudo-labels -> focal loss of the student on noisy views."""
+    def self_training_loss(self, images: torch.Tensor, guide_instances: torch.Tensor | None = None) -> torch.Tensor:
+        """SAC: teacher on clean views -> fused pseudo-labels -> focal loss of the student on noisy views.
+
+        With `guide_instances` [B, H, W] (thesis ch. 8.5, GT variant), a random `guided_fraction` of them is warped
+        into the views and overlaid on the pseudo-labels, each mask taking its majority label.
+        """
         cfg = self.cfg
         views, affines = make_views(images, cfg.group_size, tuple(cfg.zoom))
         with torch.no_grad():
@@ -102,6 +129,10 @@ class SemanticModule(L.LightningModule):
             theta = adaptive_thresholds(probs, prior, cfg.threshold_scale, cfg.threshold_min, cfg.prior_tau)
             labels, confidence = pseudo_labels(probs, theta)
             labels[~valid] = IGNORE_INDEX
+            if guide_instances is not None:
+                chosen = sample_instances(guide_instances, cfg.guided_fraction)
+                view_instances = warp_labels(chosen.repeat_interleave(cfg.group_size, dim=0), affines)
+                labels = refine_with_instances(labels, view_instances)
         student_views = photometric_noise(views) if cfg.photometric_noise else views
         loss = focal_target_loss(self(student_views), labels, confidence, prior, cfg.focal_gamma)
         self.log_pseudo_label_statistics(labels, theta, prior)
