@@ -3,9 +3,11 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 from panoptic_st.semantic.pseudo_labels import (
     ClassPrior,
+    _max_over_classes,
     adaptive_thresholds,
     fuse_views,
     make_views,
@@ -83,6 +85,42 @@ def test_photometric_noise_range_reproducibility_and_options():
     assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
     flat = torch.full((2, 3, 16, 16), 0.3)  # blurring a constant image changes nothing
     assert torch.allclose(photometric_noise(flat, jitter_p=0.0, grayscale_p=0.0), flat, atol=1e-6)
+
+
+def reference_noise(views, generator, jitter_p=0.5, grayscale_p=0.2):
+    """Per-view torchvision reference of `photometric_noise` with default strengths, same uniforms."""
+    out = []
+    for view, u in zip(views, torch.rand((views.shape[0], 11), generator=generator).tolist()):
+        sigma = 0.1 + 1.9 * u[0]
+        kernel = 2 * math.ceil(3.0 * sigma) + 1
+        view = TF.gaussian_blur(view, [kernel, kernel], [sigma, sigma])
+        if u[1] < jitter_p:
+            ops = (
+                (TF.adjust_brightness, 1.0 + 0.4 * (2.0 * u[3] - 1.0)),
+                (TF.adjust_contrast, 1.0 + 0.4 * (2.0 * u[4] - 1.0)),
+                (TF.adjust_saturation, 1.0 + 0.4 * (2.0 * u[5] - 1.0)),
+                (TF.adjust_hue, 0.1 * (2.0 * u[6] - 1.0)),
+            )
+            for index in sorted(range(4), key=[u[7 + k] for k in range(4)].__getitem__):
+                op, factor = ops[index]
+                view = op(view, factor)
+        if u[2] < grayscale_p:
+            view = TF.rgb_to_grayscale(view, num_output_channels=3)
+        out.append(view)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize("jitter_p, grayscale_p", [(0.5, 0.2), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0)])
+def test_photometric_noise_matches_the_per_view_torchvision_pipeline(jitter_p, grayscale_p):
+    views = torch.rand(8, 3, 20, 28, generator=torch.Generator().manual_seed(4))
+    views[:, :, :3] = views[:, :1, :3]  # grey pixels (no hue)
+    views[:, 1, 3:6] = views[:, 0, 3:6]  # red == green ties
+    for seed in range(6):
+        expected = reference_noise(views, torch.Generator().manual_seed(seed), jitter_p, grayscale_p)
+        noisy = photometric_noise(
+            views, torch.Generator().manual_seed(seed), jitter_p=jitter_p, grayscale_p=grayscale_p
+        )
+        assert torch.allclose(noisy, expected, atol=1e-5)
 
 
 def test_normalize_uses_imagenet_statistics():
@@ -220,6 +258,21 @@ def test_pseudo_labels_threshold_is_strict():
     probs = torch.tensor([[0.6, 0.4], [0.7, 0.3]]).T.reshape(1, 2, 1, 2)
     labels, _ = pseudo_labels(probs, torch.tensor([[0.6, 0.5]]))
     assert labels.tolist() == [[[IGN, 0]]]
+
+
+def test_max_over_classes_is_torch_max_with_ties_zeros_and_nans():
+    probs = torch.rand(3, 19, 6, 8, generator=torch.Generator().manual_seed(0))
+    probs = (probs * 4).round() / 4  # many ties: the first maximal class wins
+    probs[1, :, :2] = 0.0
+    probs[2, 3:6, 4, 4] = 1.0
+    expected = probs.max(dim=1)
+    confidence, argmax = _max_over_classes(probs)
+    assert torch.equal(confidence, expected.values) and torch.equal(argmax, expected.indices)
+    probs[0, [4, 7], 1, 1] = float("nan")  # NaN is maximal; its first index
+    expected = probs.max(dim=1)
+    confidence, argmax = _max_over_classes(probs)
+    assert torch.equal(argmax, expected.indices) and int(argmax[0, 1, 1]) == 4
+    assert torch.equal(confidence.nan_to_num(-1.0), expected.values.nan_to_num(-1.0))
 
 
 def test_fuse_views_rejects_incomplete_groups():

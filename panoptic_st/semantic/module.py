@@ -140,7 +140,7 @@ class SemanticModule(L.LightningModule):
 
     def log_pseudo_label_statistics(self, labels: torch.Tensor, theta: torch.Tensor, prior: torch.Tensor) -> None:
         """Per-class pseudo-label coverage, mean thresholds and prior, every `log_every_n_steps`."""
-        if self.trainer is None or self.global_step % max(self.trainer.log_every_n_steps, 1):
+        if self._trainer is None or self.global_step % max(self.trainer.log_every_n_steps, 1):
             return
         coverage = torch.bincount(labels.flatten(), minlength=256)[:NUM_CLASSES].float() / labels.numel()
         stats = {"pseudo/coverage_all": coverage.sum()}
