@@ -108,6 +108,7 @@ class InstanceConfig:
     clustering: str = "meanshift+"
     bandwidth: float = 0.5
     min_size: int = 50
+    pseudo_label_max_points: int | None = None
     postprocess_kernel: int = 3
 
 

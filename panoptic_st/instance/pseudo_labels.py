@@ -10,17 +10,28 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS
-from panoptic_st.instance.meanshift import agglomerative_clusters, mean_shift, merge_clusters
+from panoptic_st.instance.meanshift import agglomerative_clusters, mean_shift, merge_clusters, nearest_center
 
 METHODS = ("meanshift+", "meanshift", "agglomerative")
 
 
-def cluster_embeddings(points: Tensor, method: str, bandwidth: float, delta_d: float) -> Tensor:
+def cluster_embeddings(points: Tensor, method: str, bandwidth: float, delta_d: float,
+                       max_points: int | None = None) -> Tensor:
     """Cluster labels [N] of embeddings [N,D] with "meanshift+" (mean-shift, then merge), "meanshift" or
-    "agglomerative" (average linkage, distance threshold delta_d)."""
+    "agglomerative" (average linkage, distance threshold delta_d).
+
+    With `max_points`, mean-shift finds its modes on at most that many evenly spaced points (in the given order,
+    i.e. a regular spatial subsample of a mask) and every point takes its nearest mode: a large mask then costs
+    about as much as a mask of `max_points` pixels.
+    """
     if method == "agglomerative":
         return agglomerative_clusters(points, distance_threshold=delta_d)
-    labels, _ = mean_shift(points, bandwidth)
+    if max_points is not None and points.shape[0] > max_points:
+        index = torch.linspace(0, points.shape[0] - 1, max_points, device=points.device).round().long()
+        _, modes = mean_shift(points[index], bandwidth)
+        labels = nearest_center(points.float() - modes.mean(0), modes - modes.mean(0))
+    else:
+        labels, _ = mean_shift(points, bandwidth)
     return merge_clusters(points, labels, delta_d) if method == "meanshift+" else labels
 
 
@@ -32,13 +43,15 @@ def instance_pseudo_labels(
     delta_d: float = 2.0,
     min_size: int = 50,
     method: str = "meanshift+",
+    max_points: int | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Instance map [H,W] (0 = none, instances 1..K) and class table [K+1] (trainId of instance i at index i,
     IGNORE_INDEX at 0) from embeddings [D,H,W] and a semantic trainId map [H,W].
 
     For each thing class present with at least `min_size` pixels, the embeddings inside its mask are
     clustered; clusters under `min_size` pixels are dropped and the rest of all classes fused into one map.
-    `classes[instance_map]` gives the class of every pixel.
+    `classes[instance_map]` gives the class of every pixel. `max_points` caps the pixels mean-shift runs on per
+    mask (see `cluster_embeddings`).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -53,7 +66,7 @@ def instance_pseudo_labels(
         mask = semantic == cls
         if int(mask.sum()) < min_size:
             continue
-        labels = cluster_embeddings(embeddings[:, mask].T.detach(), method, bandwidth, delta_d)
+        labels = cluster_embeddings(embeddings[:, mask].T.detach(), method, bandwidth, delta_d, max_points)
         _, labels, counts = torch.unique(labels, return_inverse=True, return_counts=True)
         kept = torch.nonzero(counts >= min_size).squeeze(1)
         new_ids = torch.zeros(counts.numel(), dtype=torch.long, device=semantic.device)

@@ -1,0 +1,148 @@
+"""Instance training workflows of the thesis (ch. 8.3) as chains of experiment configs, and the fusion of the
+predictions of class- or category-specific models into one instance map per image.
+
+Workflows (configs under `configs/experiments/<benchmark>/instance_workflows/`):
+
+- `all_classes`: one baseline and one self-trained model for every thing class;
+- `icm` (individual class models): the all-classes baseline, then one self-trained model per class;
+- `base`: the all-classes baseline, then one self-trained model per category (auto, human, bike);
+- `ccm` (category class models): one baseline and one self-trained model per category.
+
+Each stage is one experiment file; `instance.classes` selects its classes and `instance.init_checkpoint` names the
+final checkpoint of the stage it starts from (`runs/<name>/final.ckpt`), so the stages also run one by one from
+the CLI. `run_workflow` runs them in order and passes the checkpoints along itself (any output directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from panoptic_st.data.labels import THING_CATEGORIES
+
+INDIVIDUAL_CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
+CATEGORIES = tuple(THING_CATEGORIES)
+SOURCE_MIX_PERCENT = (0, 25, 50, 75)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: an experiment config and the stage whose final checkpoint initialises it."""
+
+    experiment: str
+    init_from: str | None = None
+
+
+def workflows(benchmark: str = "toy") -> dict[str, tuple[Stage, ...]]:
+    """The stages of every workflow, in run order, for the configs of `benchmark`."""
+    base = f"{benchmark}/instance_workflows"
+    baseline = f"{base}/all_classes_baseline"
+    return {
+        "all_classes": (Stage(baseline), Stage(f"{base}/all_classes_selftrain", baseline)),
+        "icm": (Stage(baseline), *(Stage(f"{base}/icm_selftrain_{c}", baseline) for c in INDIVIDUAL_CLASSES)),
+        "base": (Stage(baseline), *(Stage(f"{base}/base_selftrain_{c}", baseline) for c in CATEGORIES)),
+        "ccm": tuple(stage for c in CATEGORIES for stage in (
+            Stage(f"{base}/ccm_baseline_{c}"),
+            Stage(f"{base}/ccm_selftrain_{c}", f"{base}/ccm_baseline_{c}"))),
+    }
+
+
+def source_mix_experiments(benchmark: str = "toy") -> dict[int, str]:
+    """Self-training experiment per source-mixing percentage (thesis ch. 8.4)."""
+    return {p: f"{benchmark}/instance_workflows/mix_{p}" for p in SOURCE_MIX_PERCENT}
+
+
+def run_workflow(name: str, overrides: Sequence[str] = (), output_root: str | Path | None = None,
+                 benchmark: str = "toy", done: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Train every stage of workflow `name`; returns {experiment: train() result}.
+
+    With `output_root`, stage outputs go to `<output_root>/<config name>` and each stage starts from the
+    checkpoint its predecessor wrote there. Stages already in `done` (e.g. the shared all-classes baseline)
+    are not trained again.
+    """
+    from panoptic_st.config import load_config
+    from panoptic_st.training import train
+
+    stages = workflows(benchmark)
+    if name not in stages:
+        raise ValueError(f"unknown workflow '{name}'; expected one of {', '.join(stages)}")
+    results = dict(done or {})
+    for stage in stages[name]:
+        if stage.experiment in results:
+            continue
+        extra = list(overrides)
+        if output_root is not None:
+            extra.append(f"output_dir={Path(output_root) / Path(stage.experiment).name}")
+        if stage.init_from is not None and stage.init_from in results:
+            extra.append(f"instance.init_checkpoint={results[stage.init_from]['checkpoint']}")
+        results[stage.experiment] = train(load_config(stage.experiment, extra))
+    return results
+
+
+def combine_instance_predictions(per_model: Sequence[Sequence[dict]]) -> list[dict]:
+    """Fuse the predictions of several instance models with disjoint class sets into one result per image.
+
+    `per_model[m][b]` is model m's result for image b, as returned by `InstanceModule.predict_instances`
+    (`instances` [H,W] with ids > 0, `masks` [K,H,W], `classes` [K], `scores` [K]). The fused result has the same
+    keys: instances renumbered 1..K over all models (models in order, each model's instances by id), with their
+    classes and scores. Where instances of different models overlap, the higher score keeps the pixel (ties: the
+    earlier model); an instance left without pixels is dropped. A class predicted by two models is an error.
+    """
+    if not per_model:
+        raise ValueError("combine_instance_predictions needs the results of at least one model")
+    n_images = len(per_model[0])
+    if any(len(results) != n_images for results in per_model):
+        raise ValueError(f"every model needs one result per image, got {[len(r) for r in per_model]}")
+    owner: dict[int, int] = {}
+    for m, results in enumerate(per_model):
+        for result in results:
+            for cls in result["classes"].tolist():
+                if owner.setdefault(cls, m) != m:
+                    raise ValueError(f"class {cls} is predicted by models {owner[cls]} and {m}; "
+                                     "the combined models must own disjoint class sets")
+    return [_combine_image([results[b] for results in per_model]) for b in range(n_images)]
+
+
+def _combine_image(results: list[dict]) -> dict:
+    shape = results[0]["instances"].shape
+    device = results[0]["instances"].device
+    masks, classes, scores = [], [], []
+    for result in results:
+        if result["instances"].shape != shape:
+            raise ValueError(f"instance maps of one image differ in size: {tuple(shape)} vs "
+                             f"{tuple(result['instances'].shape)}")
+        masks.extend(result["masks"].to(device))
+        classes.extend(result["classes"].tolist())
+        scores.extend(result["scores"].tolist())
+    fused = torch.zeros(shape, dtype=torch.long, device=device)
+    best = torch.full(shape, float("-inf"), device=device)
+    for index, (mask, score) in enumerate(zip(masks, scores)):
+        wins = mask & (score > best)
+        fused[wins] = index + 1
+        best[wins] = score
+    present = [i for i in range(len(masks)) if bool((fused == i + 1).any())]
+    remap = torch.zeros(len(masks) + 1, dtype=torch.long, device=device)
+    remap[[i + 1 for i in present]] = torch.arange(1, len(present) + 1, device=device)
+    instances = remap[fused]
+    ids = torch.arange(1, len(present) + 1, device=device)
+    return {
+        "instances": instances,
+        "masks": instances[None] == ids[:, None, None],
+        "classes": torch.tensor([classes[i] for i in present], dtype=torch.long, device=device),
+        "scores": torch.tensor([scores[i] for i in present], dtype=torch.float32, device=device),
+    }
+
+
+def predict_combined(modules: Sequence, images: Tensor, semantic: Tensor | None = None,
+                     probs: Tensor | None = None) -> list[dict]:
+    """Predictions of several class- or category-specific `InstanceModule`s fused per image."""
+    owned = [set(m.classes) for m in modules]
+    for i, a in enumerate(owned):
+        for j, b in enumerate(owned[:i]):
+            if a & b:
+                raise ValueError(f"models {j} and {i} share classes {sorted(a & b)}; combine disjoint class sets")
+    return combine_instance_predictions([m.predict_instances(images, semantic, probs) for m in modules])
