@@ -100,13 +100,6 @@ def label_ids_to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     return LABEL_ID_TO_TRAIN_ID[label_ids]
 
 
-def train_ids_to_label_ids(train_ids: np.ndarray) -> np.ndarray:
-    """Map a trainId map back to Cityscapes label ids (255 becomes 0, 'unlabeled')."""
-    table = np.zeros(256, dtype=np.uint8)
-    table[: NUM_CLASSES] = TRAIN_ID_TO_LABEL_ID
-    return table[train_ids]
-
-
 def colorize(train_ids: np.ndarray) -> np.ndarray:
     """RGB image (H, W, 3) of a trainId map in the Cityscapes palette; ignore is black."""
     table = np.zeros((256, 3), dtype=np.uint8)
