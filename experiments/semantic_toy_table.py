@@ -1,5 +1,6 @@
 """Semantic branch on the toy benchmark over several seeds: source-only baseline, AdaBN, SAC self-training and a
 target-supervised oracle with as many steps as baseline + self-training. Prints and saves a Markdown table.
+A stage whose run directory already holds a finished run with the same config is reused, not retrained.
 
     python experiments/semantic_toy_table.py [--seeds 0 1 2] [--data data/toy] [--out runs/semantic_table]
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from panoptic_st.config import load_config
 from panoptic_st.pipeline import ensure_toy_data
-from panoptic_st.training import evaluate, train
+from panoptic_st.training import evaluate, train_or_reuse
 
 ROWS = ("baseline", "adabn", "self_train", "oracle")
 
@@ -23,11 +24,11 @@ def run_seed(seed: int, data: Path, out: Path, extra: list[str]) -> dict[str, di
     common = [f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false", *extra]
     base_dir, self_dir, oracle_dir = out / "baseline", out / "self_train", out / "oracle"
     base_cfg = load_config("toy/semantic_baseline", [*common, f"output_dir={base_dir}"])
-    baseline = train(base_cfg)
+    baseline = train_or_reuse(base_cfg)
     adabn = evaluate(base_cfg, baseline["checkpoint"], adabn_first=True)
-    self_train = train(load_config("toy/semantic_selftrain", [
+    self_train = train_or_reuse(load_config("toy/semantic_selftrain", [
         *common, f"output_dir={self_dir}", f"semantic.init_checkpoint={baseline['checkpoint']}"]))
-    oracle = train(load_config("toy/semantic_oracle", [*common, f"output_dir={oracle_dir}"]))
+    oracle = train_or_reuse(load_config("toy/semantic_oracle", [*common, f"output_dir={oracle_dir}"]))
     results = {"baseline": baseline, "adabn": adabn, "self_train": self_train, "oracle": oracle}
     return {row: {k: 100.0 * results[row]["metrics"][f"val/{k}"] for k in ("miou16", "miou19")} for row in ROWS}
 

@@ -63,6 +63,7 @@ class SemanticConfig:
     head_lr_mult: float = 10.0
     optimizer: str = "sgd"
     bn_adapt: bool = False
+    adabn_init: bool = False
     teacher_momentum: float = 0.99
     teacher_interval: int = 100
     group_size: int = 4

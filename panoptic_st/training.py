@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger
 
 from panoptic_st.checkpoints import load_network_weights
-from panoptic_st.config import ExperimentConfig, to_dict, to_yaml
+from panoptic_st.config import ConfigError, ExperimentConfig, load_config, to_dict, to_yaml
 from panoptic_st.data.datamodule import PanopticDataModule
 from panoptic_st.data.dataset import channel_statistics
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
@@ -84,13 +84,13 @@ def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
     )
 
 
-def _setup_run(cfg: ExperimentConfig) -> Path:
+def _setup_run(cfg: ExperimentConfig, config_name: str = "config.yaml") -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    (out / config_name).write_text(to_yaml(cfg))
     return out
 
 
@@ -108,6 +108,8 @@ def train(cfg: ExperimentConfig) -> dict:
     datamodule = build_datamodule(cfg)
     if cfg.stage == "semantic" and cfg.semantic.source_renorm:
         match_source_to_target_statistics(module, datamodule, cfg.semantic.renorm_images)
+    if cfg.stage == "semantic" and cfg.semantic.adabn_init:
+        adapt_batchnorm_before_self_training(module, datamodule)
     trainer = build_trainer(cfg, out)
     start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule)
@@ -118,6 +120,28 @@ def train(cfg: ExperimentConfig) -> dict:
     result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
     (out / "metrics.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def finished_run(cfg: ExperimentConfig) -> dict | None:
+    """The result of an earlier `train(cfg)` in `cfg.output_dir` that finished with an identical config, if any."""
+    out = Path(cfg.output_dir)
+    saved, metrics = out / "config.yaml", out / "metrics.json"
+    if not (saved.is_file() and metrics.is_file()) or metrics.stat().st_mtime < saved.stat().st_mtime:
+        return None
+    try:
+        same = to_yaml(load_config(saved)) == to_yaml(cfg)
+    except ConfigError:
+        return None
+    return json.loads(metrics.read_text()) if same else None
+
+
+def train_or_reuse(cfg: ExperimentConfig) -> dict:
+    """`train(cfg)`, unless the same config already finished in `cfg.output_dir` (then its saved result)."""
+    result = finished_run(cfg)
+    if result is not None:
+        print(f"reusing the finished run in {cfg.output_dir}")
+        return result
+    return train(cfg)
 
 
 def match_source_to_target_statistics(module: L.LightningModule, datamodule: PanopticDataModule,
@@ -134,6 +158,14 @@ def match_source_to_target_statistics(module: L.LightningModule, datamodule: Pan
     module.source_std.copy_(std)
 
 
+def adapt_batchnorm_before_self_training(module: L.LightningModule, datamodule: PanopticDataModule) -> None:
+    """Start self-training from the AdaBN model: BN statistics re-estimated on target images, then frozen."""
+    if module.cfg.mode != "self_train":
+        raise ValueError("semantic.adabn_init only applies to semantic.mode=self_train")
+    datamodule.setup()
+    adabn(module, datamodule)
+
+
 def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches: int = 50) -> int:
     """Re-estimate the network's BatchNorm statistics on target train images (AdaBN); returns images used."""
     loader = datamodule.target_stats_dataloader()
@@ -143,7 +175,7 @@ def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches
 
 def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = False) -> dict:
     """Score a checkpoint on the target validation split (optionally after AdaBN); prints and returns metrics."""
-    out = _setup_run(cfg)
+    out = _setup_run(cfg, "eval_config.yaml")
     module = build_module(cfg)
     load_weights(module, checkpoint)
     datamodule = PanopticDataModule(cfg.data, "source" if not adabn_first else "target")

@@ -1,7 +1,8 @@
 import torch
 from torch import nn
 
-from panoptic_st.models.teacher import MomentumTeacher, freeze_batchnorm
+from panoptic_st.models.batchnorm import freeze_batchnorm
+from panoptic_st.models.teacher import MomentumTeacher
 
 
 def small_net() -> nn.Sequential:

@@ -53,6 +53,28 @@ def test_evaluate_with_adabn_changes_only_batchnorm_statistics(semantic_runs):
     assert plain["metrics"]["val/miou19"] != adapted["metrics"]["val/miou19"]
 
 
+def test_adabn_init_starts_self_training_from_target_batchnorm_statistics(semantic_runs, tmp_path):
+    base, _, common = semantic_runs
+    run = train(load_config("toy/semantic_selftrain", [
+        *common, "trainer.max_steps=2", f"output_dir={tmp_path}", "semantic.adabn_init=true",
+        f"semantic.init_checkpoint={base['checkpoint']}"]))
+    before = load_checkpoint_state(base["checkpoint"])["state_dict"]
+    after = load_checkpoint_state(run["checkpoint"])["state_dict"]
+    bn_keys = [k for k in before if k.startswith("net.") and k.endswith(("running_mean", "running_var"))]
+    assert all(not torch.equal(before[k], after[k]) for k in bn_keys)
+    for key in bn_keys:
+        torch.testing.assert_close(after["teacher." + key], after[key])
+        weight = key.replace("running_mean", "weight").replace("running_var", "bias")
+        assert torch.equal(before[weight], after[weight]), weight
+
+
+def test_adabn_init_is_refused_outside_self_training(toy_root, tmp_path):
+    cfg = load_config("toy/semantic_baseline", [f"data.root={toy_root}", *TINY, "semantic.adabn_init=true",
+                                                f"output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="adabn_init"):
+        train(cfg)
+
+
 def test_checkpoint_of_another_architecture_is_refused(semantic_runs):
     base, _, common = semantic_runs
     cfg = load_config("toy/semantic_baseline", [*common, "semantic.arch=deeplabv3plus"])

@@ -28,6 +28,7 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor],
     for layer in layers:
         layer.reset_running_stats()
         layer.momentum = None
+        layer.recalibrating = True
         layer.train(True)
     seen = 0
     for images in batches:
@@ -35,5 +36,27 @@ def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor],
         seen += images.shape[0]
     for layer, (momentum, _) in zip(layers, saved):
         layer.momentum = momentum
+        del layer.recalibrating
         layer.train(False)
     return seen
+
+
+def _keep_eval(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+    """Forward pre-hook that puts a BatchNorm layer back into eval mode (unless it is being recalibrated)."""
+    if not getattr(module, "recalibrating", False):
+        module.train(False)
+
+
+def freeze_batchnorm(model: nn.Module) -> int:
+    """Freeze every BatchNorm layer of `model` (running statistics and affine parameters); returns their count.
+
+    Affine parameters get `requires_grad=False`. Each layer gets a forward pre-hook that switches it to eval
+    mode right before it runs, so the freeze survives any later `model.train()` (e.g. Lightning's after
+    validation) without the LightningModule having to re-apply it; `layer.training` may read True in between.
+    """
+    layers = batchnorm_layers(model)
+    for layer in layers:
+        layer.requires_grad_(False)
+        layer.train(False)
+        layer.register_forward_pre_hook(_keep_eval)
+    return len(layers)

@@ -1,4 +1,4 @@
-"""Momentum (EMA) teacher shared by the semantic and instance branches, and BatchNorm freezing."""
+"""Momentum (EMA) teacher shared by the semantic and instance branches."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import copy
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 EMA_BUFFERS: tuple[str, ...] = ("running_mean", "running_var")
 
@@ -58,21 +57,3 @@ class MomentumTeacher(nn.Module):
         return True
 
 
-def _keep_eval(module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
-    """Forward pre-hook that puts a BatchNorm layer back into eval mode."""
-    module.train(False)
-
-
-def freeze_batchnorm(model: nn.Module) -> int:
-    """Freeze every BatchNorm layer of `model` (running statistics and affine parameters); returns their count.
-
-    Affine parameters get `requires_grad=False`. Each layer gets a forward pre-hook that switches it to eval
-    mode right before it runs, so the freeze survives any later `model.train()` (e.g. Lightning's after
-    validation) without the LightningModule having to re-apply it; `layer.training` may read True in between.
-    """
-    layers = [m for m in model.modules() if isinstance(m, _BatchNorm)]
-    for layer in layers:
-        layer.requires_grad_(False)
-        layer.train(False)
-        layer.register_forward_pre_hook(_keep_eval)
-    return len(layers)

@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from panoptic_st.config import SemanticConfig
 from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from panoptic_st.evaluation.semantic import SemanticIoU
+from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.deeplab import build_deeplab, param_groups
-from panoptic_st.models.teacher import MomentumTeacher, freeze_batchnorm
+from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.panoptic.merge import refine_with_instances, sample_instances
 from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy
 from panoptic_st.semantic.pseudo_labels import (
