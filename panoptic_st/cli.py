@@ -70,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
                           help="re-estimate BatchNorm statistics on target train images first (AdaBN)")
     evaluate.set_defaults(func=cmd_evaluate)
 
+    sweep = sub.add_parser("sweep", help="run a W&B sweep file (offline: its grid or random runs, here)")
+    sweep.add_argument("file", help="sweep YAML (W&B format): a path or a name under configs/sweeps/")
+    sweep.add_argument("--count", type=int, default=None,
+                       help="at most this many runs (offline random sweeps: required unless the file has run_cap)")
+    sweep.add_argument("--project", default=None, help="W&B project (default: the file's, else logger.project)")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of offline random sampling")
+    sweep.add_argument("--out", default=None, help="offline runs' directory (default: runs/sweeps/<sweep name>)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs of an offline sweep, train none")
+    sweep.set_defaults(func=cmd_sweep)
+
     _add_data_commands(sub)
     from panoptic_st.evaluation.commands import add_eval_commands
 
@@ -114,6 +124,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from panoptic_st.pipeline import run_demo
 
     run_demo(Path(args.out), Path(args.data), seed=args.seed, quick=args.quick)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from panoptic_st.sweeps import run_sweep
+
+    run_sweep(args.file, count=args.count, project=args.project, seed=args.seed, out_dir=args.out,
+              dry_run=args.dry_run)
     return 0
 
 

@@ -129,6 +129,8 @@ class TrainerConfig:
     log_every_n_steps: int = 10
     gradient_clip_val: float | None = None
     progress_bar: bool = True
+    checkpoint_every_n_steps: int | None = None
+    resume: bool = False
 
 
 @dataclass

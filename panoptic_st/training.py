@@ -15,7 +15,9 @@ from panoptic_st.checkpoints import load_network_weights
 from panoptic_st.config import ConfigError, ExperimentConfig, load_config, to_dict, to_yaml
 from panoptic_st.data.datamodule import PanopticDataModule
 from panoptic_st.data.dataset import channel_statistics
+from panoptic_st.media import MediaCallback
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
+from panoptic_st.resume import AtomicCheckpointIO, RNGStateCheckpoint, last_checkpoint
 
 STAGES = ("semantic", "instance")
 
@@ -43,7 +45,7 @@ def data_mode(cfg: ExperimentConfig) -> str:
 def build_datamodule(cfg: ExperimentConfig) -> PanopticDataModule:
     """Data for the configured stage (the instance baseline only reads instance-labelled sources)."""
     require_instances = cfg.stage == "instance"
-    return PanopticDataModule(cfg.data, data_mode(cfg), require_instances=require_instances)
+    return PanopticDataModule(cfg.data, data_mode(cfg), require_instances=require_instances, seed=cfg.seed)
 
 
 def load_weights(module: L.LightningModule, path: str | Path) -> None:
@@ -58,7 +60,7 @@ def build_logger(cfg: ExperimentConfig, out: Path) -> Logger:
 
         from lightning.pytorch.loggers import WandbLogger
 
-        offline = not os.environ.get("WANDB_API_KEY")
+        offline = not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ
         return WandbLogger(project=cfg.logger.project, name=cfg.name, save_dir=str(out), offline=offline,
                            config=to_dict(cfg))
     if cfg.logger.kind == "tensorboard":
@@ -69,10 +71,15 @@ def build_logger(cfg: ExperimentConfig, out: Path) -> Logger:
 
 
 def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
-    """A Lightning Trainer from the config; validation every `val_check_interval` steps (default: at the end)."""
+    """A Lightning Trainer from the config; validation every `val_check_interval` steps (default: at the end).
+
+    `checkpoints/last.ckpt` (written atomically, with the generator states) is refreshed every
+    `checkpoint_every_n_steps` (default: at each validation); the data module shards batches itself.
+    """
     t = cfg.trainer
+    every = t.checkpoint_every_n_steps or t.val_check_interval or t.max_steps
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=t.val_check_interval or t.max_steps)
+                                 every_n_train_steps=every, enable_version_counter=False)
     return L.Trainer(
         max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
         num_nodes=t.num_nodes, precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
@@ -80,7 +87,9 @@ def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
         val_check_interval=t.val_check_interval or t.max_steps, check_val_every_n_epoch=None,
         limit_val_batches=t.limit_val_batches,
         num_sanity_val_steps=0, enable_progress_bar=t.progress_bar, enable_model_summary=False,
-        logger=build_logger(cfg, out), callbacks=[checkpoint], default_root_dir=str(out),
+        logger=build_logger(cfg, out), default_root_dir=str(out),
+        callbacks=[checkpoint, RNGStateCheckpoint(), MediaCallback(cfg.logger.image_interval)],
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
     )
 
 
@@ -106,20 +115,31 @@ def train(cfg: ExperimentConfig) -> dict:
     if branch.init_checkpoint:
         load_weights(module, branch.init_checkpoint)
     datamodule = build_datamodule(cfg)
-    if cfg.stage == "semantic" and cfg.semantic.source_renorm:
-        match_source_to_target_statistics(module, datamodule, cfg.semantic.renorm_images)
-    if cfg.stage == "semantic" and cfg.semantic.adabn_init:
-        adapt_batchnorm_before_self_training(module, datamodule)
+    resume_from = last_checkpoint(out) if cfg.trainer.resume else None
+    if resume_from is not None:
+        print(f"resuming from {resume_from}")
+    elif cfg.stage == "semantic":
+        prepare_self_training_start(module, datamodule, cfg)
     trainer = build_trainer(cfg, out)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
     final = out / "final.ckpt"
     trainer.save_checkpoint(final, weights_only=False)
     metrics = _scalars(trainer.callback_metrics)
     result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
-    (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    if trainer.is_global_zero:
+        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+    finish_wandb_run(cfg)
     return result
+
+
+def finish_wandb_run(cfg: ExperimentConfig) -> None:
+    """Close the stage's W&B run, so that the next stage in the same process (e.g. the demo) gets its own."""
+    if cfg.logger.kind == "wandb":
+        import wandb
+
+        wandb.finish()
 
 
 def finished_run(cfg: ExperimentConfig) -> dict | None:
@@ -142,6 +162,15 @@ def train_or_reuse(cfg: ExperimentConfig) -> dict:
         print(f"reusing the finished run in {cfg.output_dir}")
         return result
     return train(cfg)
+
+
+def prepare_self_training_start(module: L.LightningModule, datamodule: PanopticDataModule,
+                                cfg: ExperimentConfig) -> None:
+    """Options applied once before semantic training starts (their result is in every checkpoint)."""
+    if cfg.semantic.source_renorm:
+        match_source_to_target_statistics(module, datamodule, cfg.semantic.renorm_images)
+    if cfg.semantic.adabn_init:
+        adapt_batchnorm_before_self_training(module, datamodule)
 
 
 def match_source_to_target_statistics(module: L.LightningModule, datamodule: PanopticDataModule,
@@ -178,7 +207,7 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = 
     out = _setup_run(cfg, "eval_config.yaml")
     module = build_module(cfg)
     load_weights(module, checkpoint)
-    datamodule = PanopticDataModule(cfg.data, "source" if not adabn_first else "target")
+    datamodule = PanopticDataModule(cfg.data, "source" if not adabn_first else "target", seed=cfg.seed)
     datamodule.setup()
     if adabn_first:
         adabn(module, datamodule)

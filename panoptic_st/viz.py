@@ -61,3 +61,30 @@ def save_per_class_bars(path: Path, values: dict[str, list[float]], ylabel: str,
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def instance_colors(instances: np.ndarray, seed: int = 0) -> np.ndarray:
+    """RGB image (H, W, 3) of an instance-id map: one random bright colour per instance, background (0) black."""
+    ids, inverse = np.unique(instances, return_inverse=True)
+    colors = np.random.default_rng(seed).integers(64, 256, size=(len(ids), 3)).astype(np.uint8)
+    colors[ids == 0] = 0
+    return colors[inverse.reshape(instances.shape)]
+
+
+PCA_FIT_POINTS = 20_000
+"""The embedding PCA is fitted on at most about this many evenly spaced pixels (every pixel is projected)."""
+
+
+def embedding_rgb(embeddings: np.ndarray) -> np.ndarray:
+    """RGB image (H, W, 3) of per-pixel embeddings (D, H, W): their first three principal components."""
+    from sklearn.decomposition import PCA
+
+    dim, height, width = embeddings.shape
+    points = embeddings.reshape(dim, -1).T.astype(np.float64)
+    n = min(3, *points.shape)
+    components = np.zeros((points.shape[0], 3))
+    sample = points[::max(1, len(points) // PCA_FIT_POINTS)]
+    components[:, :n] = PCA(n_components=n, svd_solver="full").fit(sample).transform(points)  # no RNG draws
+    # one common scale for all components: weak ones stay grey instead of amplifying noise
+    scaled = 0.5 + components / (2 * max(float(np.abs(components).max()), 1e-12))
+    return (scaled * 255).round().astype(np.uint8).reshape(height, width, 3)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import lightning as L
+import torch
 from lightning.pytorch.utilities import CombinedLoader
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
 from panoptic_st.config import DataConfig
 from panoptic_st.data.check import check_or_raise
@@ -14,8 +16,14 @@ from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.dataset import DatasetError, Transform
 from panoptic_st.data.gta5 import GTA5Dataset
 from panoptic_st.data.mixed import build_mixed
+from panoptic_st.data.sampling import SeededSamples, StepBatchSampler
 from panoptic_st.data.synthia import SynthiaDataset
-from panoptic_st.data.transforms import eval_transform, source_train_transform, target_train_transform
+from panoptic_st.data.transforms import (
+    Pipeline,
+    eval_transform,
+    source_train_transform,
+    target_train_transform,
+)
 
 Mode = Literal["source", "adapt", "target"]
 DATASET_NAMES = ("synthia", "gta5", "mixed", "cityscapes")
@@ -70,14 +78,19 @@ class PanopticDataModule(L.LightningDataModule):
 
     With `require_instances`, only the sources that carry instance labels are used (GTA5 has none).
     Target images are loaded with their labels for monitoring and validation; training code must not use them.
+    Training batches are endless and a pure function of (`seed`, step) (see `panoptic_st.data.sampling`), so a
+    resumed run continues the exact batch sequence; under DDP each process takes its share of every batch and
+    validates its own slice of the split.
     """
 
-    def __init__(self, cfg: DataConfig, mode: Mode = "source", require_instances: bool = False) -> None:
+    def __init__(self, cfg: DataConfig, mode: Mode = "source", require_instances: bool = False,
+                 seed: int = 0) -> None:
         super().__init__()
-        self.cfg, self.mode, self.require_instances = cfg, mode, require_instances
+        self.cfg, self.mode, self.require_instances, self.seed = cfg, mode, require_instances, seed
         self.source: Dataset | None = None
         self.target: Dataset | None = None
         self.val: Dataset | None = None
+        self.pipelines: dict[str, Pipeline] = {}
 
     def setup(self, stage: str | None = None) -> None:
         if self.val is not None:
@@ -88,11 +101,12 @@ class PanopticDataModule(L.LightningDataModule):
         crop = tuple(cfg.crop)
         n_source, n_target = batch_split(cfg)
         if self.mode in ("source", "adapt") and n_source > 0:
-            src_tf = source_train_transform(crop, tuple(cfg.source_scale), cfg.flip)
-            self.source = self._sources(src_tf)
+            self.pipelines["source"] = source_train_transform(crop, tuple(cfg.source_scale), cfg.flip)
+            self.source = self._sources(self.pipelines["source"])
         if self.mode in ("adapt", "target") and n_target > 0:
-            tgt_tf = target_train_transform(tuple(cfg.target_size), crop, tuple(cfg.target_scale), cfg.flip)
-            self.target = build_dataset(cfg.target, cfg, cfg.train_split, tgt_tf)
+            self.pipelines["target"] = target_train_transform(tuple(cfg.target_size), crop,
+                                                              tuple(cfg.target_scale), cfg.flip)
+            self.target = build_dataset(cfg.target, cfg, cfg.train_split, self.pipelines["target"])
         self.val = build_dataset(cfg.target, cfg, cfg.val_split, eval_transform(None))
 
     def check(self) -> None:
@@ -110,30 +124,54 @@ class PanopticDataModule(L.LightningDataModule):
                 raise DatasetError(f"none of the sources {self.cfg.sources} carries instance labels")
         return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool, drop_last: bool) -> DataLoader:
+    def _process(self) -> tuple[int, int]:
+        """(rank, world size) of this process when attached to a trainer, else (0, 1)."""
+        if self.trainer is None:
+            return 0, 1
+        return self.trainer.global_rank, self.trainer.world_size
+
+    def _batches_done(self) -> int:
+        """Training batches this process has already consumed (non-zero when resuming)."""
+        if self.trainer is None:
+            return 0
+        return self.trainer.global_step * self.trainer.accumulate_grad_batches
+
+    def _seeded_loader(self, stream: str, dataset: Dataset, batch_size: int, start_batch: int = 0,
+                       num_batches: int | None = None) -> DataLoader:
+        seed = self.seed * 2 + (stream == "target")
+        rank, world = self._process() if num_batches is None else (0, 1)
+        sampler = StepBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world, num_batches)
         workers = self.cfg.num_workers
-        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-                          num_workers=workers, persistent_workers=workers > 0, pin_memory=False)
+        return DataLoader(SeededSamples(dataset, self.pipelines[stream]), batch_sampler=sampler,
+                          num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
+                          generator=torch.Generator().manual_seed(seed))
+
+    def _loader(self, dataset: Dataset, batch_size: int) -> DataLoader:
+        workers = self.cfg.num_workers
+        return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                          persistent_workers=workers > 0, pin_memory=False)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
-        n_source, n_target = batch_split(self.cfg)
+        sizes = dict(zip(("source", "target"), batch_split(self.cfg)))
+        datasets = {"source": self.source, "target": self.target}
+        start = self._batches_done()
+        loaders = {name: self._seeded_loader(name, data, sizes[name], start)
+                   for name, data in datasets.items() if data is not None}
         if self.mode == "source":
-            return self._loader(self.source, n_source, shuffle=True, drop_last=True)
-        loaders = {}
-        if self.source is not None:
-            loaders["source"] = self._loader(self.source, n_source, shuffle=True, drop_last=True)
-        if self.target is not None:
-            loaders["target"] = self._loader(self.target, n_target, shuffle=True, drop_last=True)
+            return loaders["source"]
         return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val, self.cfg.val_batch_size, shuffle=False, drop_last=False)
+        rank, world = self._process()
+        val = self.val if world == 1 else Subset(self.val, range(rank, len(self.val), world))
+        return self._loader(val, self.cfg.val_batch_size)
 
     def target_stats_dataloader(self) -> DataLoader:
-        """Shuffled target train images (for BatchNorm re-estimation); needs mode `adapt` or `target`."""
+        """One shuffled, augmented pass over the target train images (for BatchNorm re-estimation)."""
         if self.target is None:
             raise DatasetError("no target training data: build the data module in 'adapt' or 'target' mode")
-        return self._loader(self.target, self.cfg.val_batch_size, shuffle=True, drop_last=False)
+        batch = self.cfg.val_batch_size
+        return self._seeded_loader("target", self.target, batch, num_batches=math.ceil(len(self.target) / batch))
 
     def predict_dataloader(self) -> DataLoader:
         return self.val_dataloader()

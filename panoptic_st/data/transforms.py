@@ -31,7 +31,11 @@ class Pipeline:
     """A callable (image, semantic, instance) -> (image, semantic, instance) around an albumentations Compose."""
 
     def __init__(self, transforms: list[A.BasicTransform]) -> None:
-        self.compose = A.Compose(transforms)
+        self.compose = A.Compose(transforms, seed=0)
+
+    def reseed(self, seed: int) -> None:
+        """Make the next random draws a function of `seed` (the training sampler seeds every sample)."""
+        self.compose.set_random_seed(seed)
 
     def __call__(self, image: np.ndarray, semantic: np.ndarray, instance: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -95,6 +95,7 @@ class InstanceModule(L.LightningModule):
         self.semantic_net = (semantic_network_from_checkpoint(cfg.semantic_checkpoint)
                              if cfg.semantic_checkpoint else None)
         self.val_ap = InstanceAP(thing_ids=self.classes)
+        self.media_sample: dict[str, Tensor] = {}
 
     def forward(self, images: Tensor) -> Tensor:
         """Pixel embeddings [B, D, H, W] of images in [0, 1]."""
@@ -122,6 +123,8 @@ class InstanceModule(L.LightningModule):
         """SPOCO losses of the student on one batch, with the momentum network's rotation consistency."""
         cfg = self.cfg
         emb = self(images)
+        self.media_sample = {"image": images[0].detach().clone(), "labels": labels[0].clone(),
+                             "embeddings": emb[0].detach().clone()}
         emb_g = valid = None
         if consistency and cfg.consistency_weight > 0:
             angles = sample_angles(images.shape[0]).to(images.device)
@@ -187,8 +190,10 @@ class InstanceModule(L.LightningModule):
         self.log_dict({"pseudo/instances_per_image": (true + false) / n, "pseudo/true_positives": true / n,
                        "pseudo/false_positives": false / n})
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        self.teacher.update(self.net, self.global_step)
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The momentum network follows right after each optimizer step (so checkpoints hold the updated one)."""
+        super().optimizer_step(*args, **kwargs)
+        self.teacher.update(self.net, self.global_step + 1)
 
     def predict_instances(self, images: Tensor, semantic: Tensor | None = None,
                           probs: Tensor | None = None) -> list[dict]:
@@ -214,6 +219,9 @@ class InstanceModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         result = self.val_ap.compute()
         self.log_dict({"val/ap": result["ap"], "val/ap50": result["ap50"]})
+        for train_id, scores in result["per_class"].items():
+            name = CLASS_NAMES[int(train_id)]
+            self.log_dict({f"val/ap/{name}": float(scores["ap"]), f"val/ap50/{name}": float(scores["ap50"])})
         self.val_ap.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:

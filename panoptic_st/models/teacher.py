@@ -54,6 +54,19 @@ class MomentumTeacher(nn.Module):
         for name, buffer in self.net.named_buffers():
             if name.rsplit(".", 1)[-1] in EMA_BUFFERS:
                 buffer.lerp_(student_buffers[name], weight)
+        self.share_rank_zero_statistics()
         return True
+
+    def share_rank_zero_statistics(self) -> None:
+        """Under torch.distributed, copy rank 0's averaged BN statistics to every process.
+
+        Parameters agree on every process already (DDP averages gradients); the students' BatchNorm statistics
+        do not (each process sees its own images), so without this the teachers would drift apart.
+        """
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        for name, buffer in self.net.named_buffers():
+            if name.rsplit(".", 1)[-1] in EMA_BUFFERS:
+                torch.distributed.broadcast(buffer, src=0)
 
 

@@ -86,6 +86,7 @@ class SemanticModule(L.LightningModule):
         self.register_buffer("source_mean", torch.tensor(IMAGENET_MEAN))
         self.register_buffer("source_std", torch.tensor(IMAGENET_STD))
         self.val_iou = SemanticIoU(num_classes)
+        self.media_sample: dict[str, torch.Tensor] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Logits of the student for target-domain images in [0, 1]."""
@@ -135,13 +136,16 @@ class SemanticModule(L.LightningModule):
                 view_instances = warp_labels(chosen.repeat_interleave(cfg.group_size, dim=0), affines)
                 labels = refine_with_instances(labels, view_instances)
         student_views = photometric_noise(views) if cfg.photometric_noise else views
-        loss = focal_target_loss(self(student_views), labels, confidence, prior, cfg.focal_gamma)
+        logits = self(student_views)
+        loss = focal_target_loss(logits, labels, confidence, prior, cfg.focal_gamma)
+        self.media_sample = {"image": views[0].detach().clone(), "pseudo_labels": labels[0].clone(),
+                             "prediction": logits[0].detach().argmax(dim=0)}
         self.log_pseudo_label_statistics(labels, theta, prior)
         return loss
 
     def log_pseudo_label_statistics(self, labels: torch.Tensor, theta: torch.Tensor, prior: torch.Tensor) -> None:
-        """Per-class pseudo-label coverage, mean thresholds and prior, every `log_every_n_steps`."""
-        if self._trainer is None or self.global_step % max(self.trainer.log_every_n_steps, 1):
+        """Per-class pseudo-label coverage, mean thresholds and prior, on the steps the logger writes."""
+        if self._trainer is None or (self.global_step + 1) % max(self.trainer.log_every_n_steps, 1):
             return
         coverage = torch.bincount(labels.flatten(), minlength=256)[:NUM_CLASSES].float() / labels.numel()
         stats = {"pseudo/coverage_all": coverage.sum()}
@@ -151,8 +155,10 @@ class SemanticModule(L.LightningModule):
             stats[f"pseudo/prior/{name}"] = prior[c]
         self.log_dict(stats)
 
-    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        if self.teacher is not None and self.teacher.update(self.net, self.global_step):
+    def optimizer_step(self, *args, **kwargs) -> None:
+        """The teacher follows right after each optimizer step, so every checkpoint holds the updated teacher."""
+        super().optimizer_step(*args, **kwargs)
+        if self.teacher is not None and self.teacher.update(self.net, self.global_step + 1):
             self.log("train/teacher_student_distance", parameter_distance(self.teacher.net, self.net))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:

@@ -1,0 +1,189 @@
+"""What the thesis-table launchers share: arguments, `panoptic-st` commands, the dry run and their execution.
+
+A launcher builds a plan (section title -> commands). `--dry-run` prints it. Otherwise every command's config is
+loaded with `load_config` first, so that a bad experiment or override fails before anything runs, then each command
+is printed and run as `python -m panoptic_st.cli ...` (the entry point behind `panoptic-st`); a training stage whose
+output directory holds a finished run with the same config is reused, not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from panoptic_st.config import ConfigError, ExperimentConfig, load_config
+
+ENTRY_POINT = "panoptic-st"
+CHECKPOINT = "final.ckpt"
+ROOTS = {"synthia": ("data.synthia_root", "SYNTHIA RAND_CITYSCAPES root (RGB/, GT/LABELS/)"),
+         "gta5": ("data.gta5_root", "GTA5 root (images/, labels/)"),
+         "cityscapes": ("data.cityscapes_root", "Cityscapes root (leftImg8bit/, gtFine/)")}
+
+
+class LaunchError(ValueError):
+    """A launcher argument that cannot work; the message names it."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """One `panoptic-st train` or `panoptic-st evaluate` call."""
+
+    verb: str
+    experiment: str
+    overrides: tuple[str, ...]
+    checkpoint: str | None = None
+    prefix: tuple[str, ...] = ()
+
+    def argv(self) -> list[str]:
+        """The arguments after the entry point."""
+        checkpoint = [self.checkpoint] if self.checkpoint else []
+        return [self.verb, self.experiment, *checkpoint, *self.overrides]
+
+    def __str__(self) -> str:
+        return shlex.join([*self.prefix, ENTRY_POINT, *self.argv()])
+
+    def config(self) -> ExperimentConfig:
+        """The stage's validated config (raises ConfigError on an unknown experiment or override)."""
+        return load_config(self.experiment, list(self.overrides))
+
+
+Plan = dict[str, list[Command]]
+
+
+def checkpoint(run_dir: Path) -> Path:
+    """The final checkpoint a training stage writes."""
+    return run_dir / CHECKPOINT
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What every command of a table shares: output root, data roots, trainer flags, extra overrides."""
+
+    out: Path
+    data: tuple[str, ...]
+    trainer: tuple[str, ...]
+    extra: tuple[str, ...]
+    prefix: tuple[str, ...]
+
+    def train(self, experiment: str, run_dir: Path, *overrides: str) -> Command:
+        """Train `experiment` into `run_dir` (its final checkpoint: `run_dir/final.ckpt`)."""
+        return Command("train", experiment, (*self.data, f"output_dir={run_dir}", *overrides, *self.trainer,
+                                             *self.extra), prefix=self.prefix)
+
+    def evaluate(self, experiment: str, run_dir: Path, *overrides: str) -> Command:
+        """Evaluate `run_dir/final.ckpt` on Cityscapes val; the metrics land in `run_dir/eval.json`."""
+        return Command("evaluate", experiment, (*self.data, f"output_dir={run_dir}", *overrides, *self.extra),
+                       checkpoint=str(checkpoint(run_dir)))
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """Arguments every launcher takes: dataset roots, output, GPUs, launcher prefix, dry run, overrides."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, (_, text) in ROOTS.items():
+        parser.add_argument(f"--{name}", type=Path, required=True, help=text)
+    parser.add_argument("--out", type=Path, default=Path("runs/thesis"), help="output root (default: %(default)s)")
+    parser.add_argument("--devices", type=int, default=1, help="GPUs per node (default: 1)")
+    parser.add_argument("--nodes", type=int, default=1, help="nodes (default: 1)")
+    parser.add_argument("--launcher", default="",
+                        help="prefix of every training command, e.g. 'srun' (SLURM multi-node) or "
+                             "'torchrun --standalone --nproc-per-node 4 --no-python'")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("overrides", nargs="*", help="extra key=value overrides for every command")
+    return parser
+
+
+def trainer_overrides(devices: int, nodes: int) -> tuple[str, ...]:
+    """Trainer flags for `devices` GPUs on each of `nodes` nodes (DDP when more than one GPU in all)."""
+    if devices < 1 or nodes < 1:
+        raise LaunchError(f"--devices and --nodes must be >= 1, got {devices} and {nodes}")
+    ddp = ("trainer.strategy=ddp",) if devices * nodes > 1 else ()
+    return (f"trainer.devices={devices}", f"trainer.num_nodes={nodes}", *ddp)
+
+
+def data_overrides(args: argparse.Namespace) -> tuple[str, ...]:
+    """Dataset-root overrides (absolute paths); each root must be a directory."""
+    overrides = []
+    for name, (key, _) in ROOTS.items():
+        root = getattr(args, name)
+        if not root.is_dir():
+            raise LaunchError(f"--{name} {root}: not a directory")
+        overrides.append(f"{key}={root.resolve()}")
+    return tuple(overrides)
+
+
+def launch_from_args(args: argparse.Namespace) -> Launch:
+    """The shared settings of a table's commands, from the parsed arguments."""
+    return Launch(out=args.out.resolve(), data=data_overrides(args), trainer=trainer_overrides(args.devices, args.nodes),
+                  extra=tuple(args.overrides), prefix=tuple(shlex.split(args.launcher)))
+
+
+def validate(plan: Plan) -> None:
+    """Load every command's config so that a bad experiment or override fails before anything runs."""
+    for commands in plan.values():
+        for command in commands:
+            command.config()
+
+
+def finished(command: Command) -> bool:
+    """Whether a training command's output directory holds a finished run with the same config."""
+    from panoptic_st.training import finished_run
+
+    return command.verb == "train" and finished_run(command.config()) is not None
+
+
+def execute(command: Command) -> None:
+    """Run one command through the `panoptic-st` entry point (training commands behind the launcher prefix)."""
+    if finished(command):
+        print(f"reusing the finished run in {command.config().output_dir}", flush=True)
+        return
+    subprocess.run([*command.prefix, sys.executable, "-m", "panoptic_st.cli", *command.argv()], check=True)
+
+
+def run_plan(plan: Plan, dry_run: bool) -> None:
+    """Print each command; unless `dry_run`, validate the whole plan first and run each command after printing it."""
+    if not dry_run:
+        validate(plan)
+    for title, commands in plan.items():
+        print(f"# {title}", flush=True)
+        for command in commands:
+            print(command, flush=True)
+            if not dry_run:
+                execute(command)
+
+
+def eval_metrics(run_dir: Path) -> dict[str, float]:
+    """The metrics `panoptic-st evaluate` wrote into `run_dir/eval.json` (empty if absent)."""
+    path = run_dir / "eval.json"
+    return json.loads(path.read_text())["metrics"] if path.is_file() else {}
+
+
+def percent(metrics: dict[str, float], key: str) -> str:
+    """A metric in percent with one decimal, or '-' when missing."""
+    return f"{100 * metrics[key]:.1f}" if key in metrics else "-"
+
+
+def save_table(path: Path, table: str) -> None:
+    """Print a Markdown table and write it to `path`."""
+    print(table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(table + "\n")
+    print(f"table written to {path}")
+
+
+def guarded(run: Callable[[], None]) -> int:
+    """Exit code of a launcher: 0, or 1 with a one-line error for a user-caused problem or a failed stage."""
+    try:
+        run()
+    except (ConfigError, LaunchError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except subprocess.CalledProcessError as err:
+        print(f"error: stage failed with exit code {err.returncode}: {shlex.join(err.cmd)}", file=sys.stderr)
+        return 1
+    return 0

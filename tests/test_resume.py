@@ -1,0 +1,125 @@
+"""Exact resume: a crashed run resumed from its last checkpoint ends where an uninterrupted run ends."""
+
+import itertools
+
+import pytest
+import torch
+
+from panoptic_st.checkpoints import load_checkpoint_state
+from panoptic_st.config import load_config
+from panoptic_st.data.datamodule import PanopticDataModule
+from panoptic_st.data.sampling import StepBatchSampler
+from panoptic_st.resume import AtomicCheckpointIO
+from panoptic_st.semantic.module import SemanticModule
+from panoptic_st.training import train
+
+TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
+        "data.target_batch_size=1", "data.val_batch_size=6", "trainer.progress_bar=false",
+        "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=2", "semantic.prior_momentum=0.5",
+        "semantic.teacher_momentum=0.5"]
+
+
+class SimulatedCrash(RuntimeError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def baseline(toy_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("resume")
+    cfg = load_config("toy/semantic_baseline", [f"data.root={toy_root}", *TINY, "trainer.max_steps=2",
+                                                f"output_dir={out}/base"])
+    return train(cfg)["checkpoint"]
+
+
+def _self_train_cfg(toy_root, out, baseline, *extra):
+    return load_config("toy/semantic_selftrain", [
+        f"data.root={toy_root}", *TINY, "trainer.max_steps=5", f"output_dir={out}",
+        f"semantic.init_checkpoint={baseline}", "semantic.adabn_init=false", *extra])
+
+
+def _crash_at_step(monkeypatch, step: int) -> None:
+    original = SemanticModule.training_step
+
+    def crashing(self, batch, batch_idx):
+        if self.global_step == step:
+            raise SimulatedCrash(f"killed at step {step}")
+        return original(self, batch, batch_idx)
+
+    monkeypatch.setattr(SemanticModule, "training_step", crashing)
+
+
+def test_self_training_resumed_after_a_crash_ends_like_an_uninterrupted_run(toy_root, tmp_path, baseline,
+                                                                            monkeypatch):
+    uninterrupted = train(_self_train_cfg(toy_root, tmp_path / "full", baseline))
+    crashed_dir = tmp_path / "crashed"
+    with monkeypatch.context() as patch:
+        _crash_at_step(patch, 3)
+        with pytest.raises(SimulatedCrash):
+            train(_self_train_cfg(toy_root, crashed_dir, baseline))
+    assert load_checkpoint_state(crashed_dir / "checkpoints" / "last.ckpt")["global_step"] == 2
+    resumed = train(_self_train_cfg(toy_root, crashed_dir, baseline, "trainer.resume=true"))
+
+    full = load_checkpoint_state(uninterrupted["checkpoint"])
+    again = load_checkpoint_state(resumed["checkpoint"])
+    assert full["global_step"] == again["global_step"] == 5
+    assert full["state_dict"].keys() == again["state_dict"].keys()
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, again["state_dict"][key]), key
+    assert any(k.startswith("teacher.net.") for k in full["state_dict"])
+    assert bool(full["state_dict"]["prior.initialised"])
+    for a, b in zip(full["optimizer_states"][0]["state"].values(), again["optimizer_states"][0]["state"].values()):
+        for name in a:
+            assert torch.equal(a[name], b[name]), name
+    assert uninterrupted["metrics"]["val/miou19"] == resumed["metrics"]["val/miou19"]
+
+
+def test_without_resume_a_rerun_starts_from_scratch(toy_root, tmp_path, baseline):
+    cfg = _self_train_cfg(toy_root, tmp_path, baseline, "trainer.max_steps=2")
+    train(cfg)
+    first = load_checkpoint_state(tmp_path / "final.ckpt")["state_dict"]
+    train(cfg)
+    second = load_checkpoint_state(tmp_path / "final.ckpt")["state_dict"]
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
+
+    def dies_halfway(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError("disk full / process killed during the write")
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(OSError):
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "global_step": 2}, path)
+    state = load_checkpoint_state(path)
+    assert state["global_step"] == 1 and torch.equal(state["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]
+
+
+def test_the_batch_stream_is_a_function_of_seed_and_step():
+    stream = StepBatchSampler(size=10, batch_size=3, seed=4)
+    first = list(itertools.islice(iter(stream), 8))
+    resumed = list(itertools.islice(iter(StepBatchSampler(size=10, batch_size=3, seed=4, start_batch=5)), 3))
+    assert resumed == first[5:]
+    indices = [i for batch in first for i, _ in batch]
+    assert sorted(indices[:10]) == list(range(10)) and sorted(indices[10:20]) == list(range(10))
+    assert indices[:10] != indices[10:20]
+    assert first != list(itertools.islice(iter(StepBatchSampler(size=10, batch_size=3, seed=5)), 8))
+    shards = [list(itertools.islice(iter(StepBatchSampler(10, 3, 4, rank=r, world_size=2)), 4)) for r in (0, 1)]
+    single = list(itertools.islice(iter(StepBatchSampler(10, 6, 4)), 4))
+    assert [a + b for a, b in zip(*shards)] == single
+
+
+def test_training_batches_do_not_depend_on_the_number_of_workers(toy_root):
+    def batches(workers: int) -> list[torch.Tensor]:
+        cfg = load_config("toy/semantic_baseline", [f"data.root={toy_root}", *TINY, f"data.num_workers={workers}"])
+        dm = PanopticDataModule(cfg.data, "source", seed=3)
+        dm.setup()
+        return [b["image"] for b in itertools.islice(iter(dm.train_dataloader()), 3)]
+
+    for a, b in zip(batches(0), batches(2)):
+        assert torch.equal(a, b)
