@@ -13,7 +13,7 @@ from panoptic_st.data.dataset import DatasetError
 DEFAULT_TOY_ROOT = "data/toy"
 EPILOG_DISTRIBUTED = """\
 multi-GPU / multi-node: pass trainer overrides, e.g.
-  panoptic-st train semantic_selftrain_synthia trainer.devices=4 trainer.strategy=ddp
+  panoptic-st train synthia/deeplabv2_selftrain trainer.devices=4 trainer.strategy=ddp
   srun panoptic-st train ... trainer.devices=4 trainer.num_nodes=2 trainer.strategy=ddp   (SLURM)
   torchrun --nnodes 2 --nproc-per-node 4 -m panoptic_st.cli train ... trainer.devices=4 trainer.num_nodes=2
 """
@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value config overrides")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="score a checkpoint on a split of the target dataset")
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint on a split of the target dataset",
+                              epilog=EPILOG_DISTRIBUTED, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("experiment", help="experiment YAML path or name (gives data and model settings)")
     evaluate.add_argument("checkpoint", help="checkpoint file")
     evaluate.add_argument("overrides", nargs="*", help="key=value config overrides")
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="re-estimate BatchNorm statistics on target train images first (AdaBN)")
     evaluate.set_defaults(func=cmd_evaluate)
 
-    sweep = sub.add_parser("sweep", help="run a W&B sweep file (offline: its grid or random runs, here)")
+    sweep = sub.add_parser("sweep", help="run a W&B sweep file (offline: its grid or random runs, here)",
+                           epilog=EPILOG_DISTRIBUTED + "  in a sweep: add trainer.devices=4 trainer.strategy=ddp to "
+                           "the file's command\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("file", help="sweep YAML (W&B format): a path or a name under configs/sweeps/")
     sweep.add_argument("--count", type=int, default=None,
                        help="at most this many runs (offline random sweeps: required unless the file has run_cap)")

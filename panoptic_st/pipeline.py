@@ -23,7 +23,7 @@ from panoptic_st.evaluation.panoptic import PanopticQuality, panoptic_from_seman
 from panoptic_st.evaluation.semantic import SemanticIoU
 from panoptic_st.panoptic.merge import merge_panoptic
 from panoptic_st.semantic.pseudo_labels import normalize
-from panoptic_st.training import load_weights, train
+from panoptic_st.training import load_weights, train_or_reuse
 from panoptic_st.viz import save_panoptic_panel, save_per_class_bars
 
 TOY_FORMATS = (("synthia", "synthia"), ("gta5", "gta5"), ("cityscapes", "cityscapes"))
@@ -35,9 +35,9 @@ class DemoSchedule:
     """Training steps of each stage of the demo."""
 
     semantic_baseline: int = 300
-    semantic_self_train: int = 400
-    instance_baseline: int = 300
-    instance_self_train: int = 150
+    semantic_self_train: int = 300
+    instance_baseline: int = 250
+    instance_self_train: int = 100
 
 
 QUICK_SCHEDULE = DemoSchedule(20, 10, 20, 5)
@@ -79,12 +79,14 @@ def class_statistics_table(reports: dict[str, CheckReport]) -> str:
 def _stage(experiment: str, out: Path, common: list[str], extra: list[str]) -> tuple[ExperimentConfig, dict]:
     cfg = load_config(experiment, [*common, f"output_dir={out}", *extra])
     print(f"\n== {experiment} -> {out} ({cfg.trainer.max_steps} steps)", flush=True)
-    return cfg, train(cfg)
+    return cfg, train_or_reuse(cfg)
 
 
-def run_stages(out: Path, data_root: Path, seed: int, schedule: DemoSchedule) -> dict[str, tuple]:
-    """Train the four stages in order; returns {stage: (config, result)}."""
-    common = [f"seed={seed}", f"data.root={data_root}"]
+def run_stages(out: Path, data_root: Path, seed: int, schedule: DemoSchedule,
+               overrides: tuple[str, ...] = ()) -> dict[str, tuple]:
+    """Train the four stages in order (a stage that already finished with the same config is reused);
+    `overrides` apply to every stage. Returns {stage: (config, result)}."""
+    common = [f"seed={seed}", f"data.root={data_root}", *overrides]
     no_val = ["trainer.limit_val_batches=0"]
     stages = {}
     stages["semantic_baseline"] = _stage("toy/semantic_baseline", out / "semantic_baseline", common,
@@ -118,7 +120,7 @@ def evaluate_panoptic(semantic_ckpt: str, instance_cfg: ExperimentConfig, instan
     instances = _instance_model(instance_cfg, instance_ckpt)
     loader = DataLoader(CityscapesDataset(data_root / "cityscapes", "val"), batch_size=batch_size)
     pq, pq16 = PanopticQuality(), PanopticQuality(classes=PROTOCOLS[16])
-    miou, ap = SemanticIoU(), InstanceAP()
+    miou, ap = SemanticIoU(), InstanceAP(min_region_size=None)
     panels = []
     for batch in tqdm(loader, desc=f"panoptic evaluation {label}"):
         probs = semantic_net(normalize(batch["image"])).softmax(dim=1)

@@ -2,7 +2,7 @@ import pytest
 
 from panoptic_st.cli import build_parser, main
 
-COMMANDS = [["demo"], ["train"], ["evaluate"], ["data"], ["data", "make-toy"], ["data", "check"], ["eval"],
+COMMANDS = [["demo"], ["train"], ["evaluate"], ["sweep"], ["data"], ["data", "make-toy"], ["data", "check"], ["eval"],
             ["eval", "panoptic"], ["eval", "semantic"], ["eval", "instance"]]
 
 
@@ -11,7 +11,7 @@ def test_top_level_help_lists_every_command(capsys):
         main(["--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for name in ("demo", "train", "evaluate", "data", "eval"):
+    for name in ("demo", "train", "evaluate", "sweep", "data", "eval"):
         assert name in out
     assert "trainer.num_nodes" in out  # how to launch on several GPUs and nodes
 
@@ -22,6 +22,15 @@ def test_every_command_has_help(command, capsys):
         build_parser().parse_args([*command, "--help"])
     assert info.value.code == 0
     assert "usage: panoptic-st " + " ".join(command) in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [["train"], ["evaluate"], ["sweep"]], ids=" ".join)
+def test_run_commands_show_how_to_launch_on_several_gpus_and_nodes(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    out = capsys.readouterr().out
+    for text in ("trainer.strategy=ddp", "trainer.num_nodes=2", "srun", "torchrun"):
+        assert text in out, text
 
 
 def test_config_typo_on_the_command_line_is_one_line_error(capsys):

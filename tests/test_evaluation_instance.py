@@ -12,7 +12,12 @@ from eval_fixtures import make_eval_fixture, official_instance, to_contract
 from PIL import Image
 
 from panoptic_st.data.labels import THING_TRAIN_IDS
-from panoptic_st.evaluation.instance import InstanceAP, average_precision, evaluate_instances
+from panoptic_st.evaluation.instance import (
+    InstanceAP,
+    average_precision,
+    evaluate_instances,
+    scaled_min_region_size,
+)
 
 TOL = 1e-6
 
@@ -172,3 +177,30 @@ def test_average_precision_curve():
     widths = [(r[0] - r[1]) / 2, (r[0] - r[2]) / 2, (r[1] - r[3]) / 2, (r[2] - 0) / 2]
     assert ap == pytest.approx(sum(pi * wi for pi, wi in zip(p, widths)))
     assert average_precision(np.array([True, True]), np.array([0.5, 0.5]), hard_fn=0) == pytest.approx(1.0)
+
+
+def _one_car(height: int, width: int, side: int) -> tuple[dict, dict]:
+    """A square car of side `side` px, predicted exactly."""
+    car = THING_TRAIN_IDS[2]
+    semantic = torch.zeros(height, width, dtype=torch.long)
+    instance = torch.zeros(height, width, dtype=torch.long)
+    semantic[:side, :side], instance[:side, :side] = car, 1
+    pred = {"masks": (instance == 1)[None], "labels": torch.tensor([car]), "scores": torch.tensor([0.9])}
+    return pred, {"semantic": semantic, "instance": instance}
+
+
+def test_scaled_minimum_region_keeps_small_objects_of_downscaled_images():
+    pred, target = _one_car(96, 192, 7)  # 49 px: below the official 100 px, above 100 px scaled to 96x192 (1 px)
+    official_size, scaled = InstanceAP(), InstanceAP(min_region_size=None)
+    official_size.update([pred], [target])
+    scaled.update([pred], [target])
+    assert int(official_size.n_gt.sum()) == 0
+    assert int(scaled.n_gt.sum()) == 1 and float(scaled.compute()["ap50"]) == 1.0
+
+
+def test_scaled_minimum_region_is_the_official_one_at_full_resolution():
+    assert scaled_min_region_size(1024, 2048) == 100
+    pred, target = _one_car(1024, 2048, 9)  # 81 px: ignored by both
+    scaled = InstanceAP(min_region_size=None)
+    scaled.update([pred], [target])
+    assert int(scaled.n_gt.sum()) == 0

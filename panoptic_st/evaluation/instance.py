@@ -288,6 +288,11 @@ def _prediction_pixels(pred: Mapping, n: int) -> list[np.ndarray]:
     return [order[bounds[k] : bounds[k + 1]] for k in range(n)]
 
 
+def scaled_min_region_size(height: int, width: int) -> int:
+    """The official 100 px minimum GT region at 2048x1024, scaled to an image of another resolution."""
+    return max(1, round(MIN_REGION_SIZE * height * width / (2048 * 1024)))
+
+
 class InstanceAP(Metric):
     """Cityscapes instance AP / AP50 over a split, equal to the official script, on the project's tensors.
 
@@ -299,6 +304,9 @@ class InstanceAP(Metric):
       instance 0 are group (crowd) regions; void = ignore pixels without an instance id (ignored-class instances
       such as caravans are not void, as in the official script).
 
+    ``min_region_size=None`` scales the official 100 px to each image's resolution (``scaled_min_region_size``),
+    which is exactly 100 at 2048x1024 and keeps small objects of downscaled data (e.g. the toy benchmark) in the
+    evaluation instead of ignoring all of them.
     Per-image match records are list states (concatenated across processes), counts are summed.
     ``compute()`` returns ``{"ap", "ap50", "per_class": {trainId: {"ap", "ap50"}}, "ap_matrix": (C, T) tensor}``.
     """
@@ -311,7 +319,7 @@ class InstanceAP(Metric):
         self,
         thing_ids: Sequence[int] = THING_TRAIN_IDS,
         num_classes: int = NUM_CLASSES,
-        min_region_size: int = MIN_REGION_SIZE,
+        min_region_size: int | None = MIN_REGION_SIZE,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -356,7 +364,7 @@ class InstanceAP(Metric):
             rec = image_records(
                 gt_index, gt_class, gt_group, gt_size, void,
                 [pixels[k] for k in keep], cls[keep], scores[keep],
-                len(self.thing_ids), OVERLAPS, self.min_region_size,
+                len(self.thing_ids), OVERLAPS, self.min_region_size or scaled_min_region_size(*gt_index.shape),
             )  # fmt: skip
             self.rec_cls.append(torch.as_tensor(rec.cls, device=self.device))
             self.rec_thr.append(torch.as_tensor(rec.thr, device=self.device))

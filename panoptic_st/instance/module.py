@@ -94,7 +94,7 @@ class InstanceModule(L.LightningModule):
         self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, interval=1)
         self.semantic_net = (semantic_network_from_checkpoint(cfg.semantic_checkpoint)
                              if cfg.semantic_checkpoint else None)
-        self.val_ap = InstanceAP(thing_ids=self.classes)
+        self.val_ap = InstanceAP(thing_ids=self.classes, min_region_size=None)
         self.media_sample: dict[str, Tensor] = {}
 
     def forward(self, images: Tensor) -> Tensor:
