@@ -78,6 +78,8 @@ class SemanticConfig:
     prior_tau: float = 1e-3
     source_renorm: bool = False
     renorm_images: int = 200
+    importance_sampling: bool = False
+    importance_uniform: float = 0.25
     guided_refinement: str = "none"
     guided_fraction: float = 0.3
 

@@ -15,6 +15,8 @@ from panoptic_st.checkpoints import load_network_weights
 from panoptic_st.config import ConfigError, ExperimentConfig, load_config, to_dict, to_yaml
 from panoptic_st.data.datamodule import PanopticDataModule
 from panoptic_st.data.dataset import channel_statistics
+from panoptic_st.data.labels import NUM_CLASSES
+from panoptic_st.data.sampling import importance_probabilities
 from panoptic_st.media import MediaCallback
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
 from panoptic_st.resume import AtomicCheckpointIO, RNGStateCheckpoint, last_checkpoint
@@ -171,6 +173,22 @@ def prepare_self_training_start(module: L.LightningModule, datamodule: PanopticD
         match_source_to_target_statistics(module, datamodule, cfg.semantic.renorm_images)
     if cfg.semantic.adabn_init:
         adapt_batchnorm_before_self_training(module, datamodule)
+    if cfg.semantic.importance_sampling:
+        datamodule.target_class_probabilities = importance_probabilities(
+            predicted_class_pixels(module, datamodule), cfg.semantic.importance_uniform)
+
+
+@torch.no_grad()
+def predicted_class_pixels(module: L.LightningModule, datamodule: PanopticDataModule) -> torch.Tensor:
+    """[N, C] pixels of each class in the model's predictions on every target train image (in dataset order)."""
+    if module.cfg.mode != "self_train":
+        raise ValueError("semantic.importance_sampling only applies to semantic.mode=self_train")
+    datamodule.setup()
+    module.eval()
+    counts = [torch.stack([torch.bincount(p.flatten(), minlength=NUM_CLASSES) for p in module(b["image"]).argmax(1)])
+              for b in datamodule.target_plain_dataloader()]
+    module.train()
+    return torch.cat(counts)
 
 
 def match_source_to_target_statistics(module: L.LightningModule, datamodule: PanopticDataModule,

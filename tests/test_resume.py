@@ -8,7 +8,7 @@ import torch
 from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.config import load_config
 from panoptic_st.data.datamodule import PanopticDataModule
-from panoptic_st.data.sampling import StepBatchSampler
+from panoptic_st.data.sampling import StepBatchSampler, importance_probabilities
 from panoptic_st.resume import AtomicCheckpointIO
 from panoptic_st.semantic.module import SemanticModule
 from panoptic_st.training import train
@@ -123,3 +123,26 @@ def test_training_batches_do_not_depend_on_the_number_of_workers(toy_root):
 
     for a, b in zip(batches(0), batches(2)):
         assert torch.equal(a, b)
+
+
+def test_importance_probabilities_mix_uniform_and_each_images_share_of_the_class():
+    counts = torch.tensor([[2, 0], [6, 0]])  # class 0 predicted 2 and 6 px; class 1 nowhere
+    probs = importance_probabilities(counts, uniform=0.25)
+    torch.testing.assert_close(probs, torch.tensor([[0.3125, 0.6875], [0.5, 0.5]], dtype=torch.float64))
+
+
+def test_importance_sampling_draws_class_by_class_and_resumes_exactly():
+    probs = torch.eye(3, dtype=torch.float64)[[2, 0, 1]]  # class 0 only in image 2, class 1 in 0, class 2 in 1
+    stream = StepBatchSampler(size=3, batch_size=4, seed=1, class_probabilities=probs)
+    batches = list(itertools.islice(iter(stream), 3))
+    assert [i for batch in batches for i, _ in batch] == [2, 0, 1] * 4
+    resumed = next(iter(StepBatchSampler(3, 4, 1, start_batch=2, class_probabilities=probs)))
+    assert resumed == batches[2]
+
+
+def test_self_training_with_importance_sampling_saves_the_probabilities(toy_root, tmp_path, baseline):
+    run = train(_self_train_cfg(toy_root, tmp_path, baseline, "trainer.max_steps=2",
+                                "semantic.importance_sampling=true"))
+    state = load_checkpoint_state(run["checkpoint"])["PanopticDataModule"]["target_class_probabilities"]
+    assert state.shape == (19, 12)
+    torch.testing.assert_close(state.sum(dim=1), torch.ones(19, dtype=torch.float64))

@@ -91,6 +91,7 @@ class PanopticDataModule(L.LightningDataModule):
         self.target: Dataset | None = None
         self.val: Dataset | None = None
         self.pipelines: dict[str, Pipeline] = {}
+        self.target_class_probabilities: torch.Tensor | None = None
 
     def setup(self, stage: str | None = None) -> None:
         if self.val is not None:
@@ -140,7 +141,8 @@ class PanopticDataModule(L.LightningDataModule):
                        num_batches: int | None = None) -> DataLoader:
         seed = self.seed * 2 + (stream == "target")
         rank, world = self._process() if num_batches is None else (0, 1)
-        sampler = StepBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world, num_batches)
+        weights = self.target_class_probabilities if stream == "target" and num_batches is None else None
+        sampler = StepBatchSampler(len(dataset), batch_size, seed, start_batch, rank, world, num_batches, weights)
         workers = self.cfg.num_workers
         return DataLoader(SeededSamples(dataset, self.pipelines[stream]), batch_sampler=sampler,
                           num_workers=workers, persistent_workers=workers > 0, pin_memory=False,
@@ -172,6 +174,21 @@ class PanopticDataModule(L.LightningDataModule):
             raise DatasetError("no target training data: build the data module in 'adapt' or 'target' mode")
         batch = self.cfg.val_batch_size
         return self._seeded_loader("target", self.target, batch, num_batches=math.ceil(len(self.target) / batch))
+
+    def target_plain_dataloader(self) -> DataLoader:
+        """Target train images at `data.target_size`, without augmentation, in order (e.g. for importance sampling)."""
+        cfg = self.cfg
+        plain = build_dataset(cfg.target, cfg, cfg.train_split, eval_transform(tuple(cfg.target_size)))
+        return self._loader(plain, cfg.val_batch_size)
+
+    def state_dict(self) -> dict:
+        """Saved in checkpoints, so that a resumed run samples the target as the interrupted one did."""
+        if self.target_class_probabilities is None:
+            return {}
+        return {"target_class_probabilities": self.target_class_probabilities}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.target_class_probabilities = state.get("target_class_probabilities")
 
     def predict_dataloader(self) -> DataLoader:
         return self.val_dataloader()
