@@ -45,3 +45,21 @@ def test_target_and_eval_transforms_give_requested_sizes():
     out = eval_transform((10, 20))(image, semantic, instance)
     assert out[1].dtype == np.uint8 and out[2].dtype == np.int32
     assert eval_transform(None) is None
+
+
+def test_reseeded_augmentations_draw_flip_and_crop_independently():
+    pipeline = source_train_transform((32, 64), (0.5, 1.0), True)
+    ramp = np.tile(np.arange(192, dtype=np.uint8)[None, :, None], (96, 1, 3))
+    flips, offsets = [], []
+    for seed in range(400):
+        pipeline.reseed(seed)
+        image, _, _ = pipeline(ramp, np.zeros((96, 192), np.uint8), np.zeros((96, 192), np.int32))
+        row = image[0, :, 0].astype(float)
+        flips.append(float(row[-1] < row[0]))
+        offsets.append(min(row[0], row[-1]))
+    assert 0.4 < np.mean(flips) < 0.6
+    assert abs(np.corrcoef(flips, offsets)[0, 1]) < 0.1
+    pipeline.reseed(7)
+    first = pipeline(ramp, np.zeros((96, 192), np.uint8), np.zeros((96, 192), np.int32))[0]
+    pipeline.reseed(7)
+    assert np.array_equal(first, pipeline(ramp, np.zeros((96, 192), np.uint8), np.zeros((96, 192), np.int32))[0])

@@ -7,6 +7,8 @@ The target's multi-view sampling happens on the device, in `panoptic_st.semantic
 
 from __future__ import annotations
 
+import random
+
 import albumentations as A
 import cv2
 import numpy as np
@@ -31,11 +33,16 @@ class Pipeline:
     """A callable (image, semantic, instance) -> (image, semantic, instance) around an albumentations Compose."""
 
     def __init__(self, transforms: list[A.BasicTransform]) -> None:
-        self.compose = A.Compose(transforms, seed=0)
+        self.compose = A.Compose(transforms)
+        self.reseed(0)
 
     def reseed(self, seed: int) -> None:
-        """Make the next random draws a function of `seed` (the training sampler seeds every sample)."""
-        self.compose.set_random_seed(seed)
+        """Make the next random draws a function of `seed` (the training sampler seeds every sample).
+
+        All transforms draw from one shared generator: albumentations' own `set_random_seed` gives every
+        transform an identically seeded generator, which couples e.g. the flip decision to the crop position.
+        """
+        self.compose.set_random_state(np.random.default_rng(seed), random.Random(seed))
 
     def __call__(self, image: np.ndarray, semantic: np.ndarray, instance: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
