@@ -31,6 +31,10 @@ def run_ddp(experiment: str, overrides: list[str], out: Path) -> dict:
 def assert_same_teacher_on_every_process(out: Path) -> dict:
     states = [torch.load(out / f"teacher_rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert int(states[0]["world_size"]) == 2
+    first_batches = [set(s.pop("first_batch")) for s in states]
+    assert first_batches[0] and not first_batches[0] & first_batches[1], "both processes trained on the same images"
+    val_shards = [s.pop("val_images") for s in states]
+    assert sum(val_shards) == 6 and max(val_shards) - min(val_shards) <= 1, val_shards
     assert states[0].keys() == states[1].keys()
     for key in states[0]:
         assert torch.equal(states[0][key], states[1][key]), key

@@ -17,6 +17,9 @@ class MomentumTeacher(nn.Module):
     copies the student's whole state (so a student loaded after construction is picked up). The teacher is always
     in eval mode and never needs gradients; its state, including whether it was initialised, is an ordinary
     state_dict. SAC uses m=0.99 every 100 steps; the instance branch m=0.999 every step.
+    Under DDP the teacher is a submodule of the wrapped LightningModule, so DDP's buffer broadcast (rank 0's
+    buffers before every forward) keeps its BatchNorm statistics identical on all processes; its parameters
+    follow identical students (tests/test_ddp.py).
     """
 
     def __init__(self, student: nn.Module, momentum: float = 0.99, interval: int = 100):
@@ -54,19 +57,4 @@ class MomentumTeacher(nn.Module):
         for name, buffer in self.net.named_buffers():
             if name.rsplit(".", 1)[-1] in EMA_BUFFERS:
                 buffer.lerp_(student_buffers[name], weight)
-        self.share_rank_zero_statistics()
         return True
-
-    def share_rank_zero_statistics(self) -> None:
-        """Under torch.distributed, copy rank 0's averaged BN statistics to every process.
-
-        Parameters agree on every process already (DDP averages gradients); the students' BatchNorm statistics
-        do not (each process sees its own images), so without this the teachers would drift apart.
-        """
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return
-        for name, buffer in self.net.named_buffers():
-            if name.rsplit(".", 1)[-1] in EMA_BUFFERS:
-                torch.distributed.broadcast(buffer, src=0)
-
-
