@@ -109,6 +109,16 @@ def test_float64_and_single_point():
     assert torch.allclose(centers, torch.tensor([[1.0, 2.0]], dtype=torch.float64))
 
 
+def test_points_seed_when_every_bin_centre_is_off_its_points():
+    # 8-d points at 0.45 in every coordinate: their bin centre (the origin) lies 1.27 away, beyond bandwidth 1
+    points = torch.full((30, 8), 0.45) + torch.randn(30, 8) * 0.01
+    with pytest.raises(ValueError, match="No point was within bandwidth"):
+        MeanShift(bandwidth=1.0, bin_seeding=True).fit(points.numpy())
+    labels, centers = mean_shift(points, 1.0)
+    assert labels.tolist() == [0] * 30
+    torch.testing.assert_close(centers[0], points.mean(0), atol=1e-5, rtol=0)
+
+
 def test_bad_input_raises():
     with pytest.raises(ValueError, match="non-empty"):
         mean_shift(torch.zeros(0, 3), 0.5)

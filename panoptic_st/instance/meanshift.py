@@ -192,7 +192,8 @@ def mean_shift(
     """Flat-kernel mean-shift of `embeddings` [N,D]; returns labels [N] (long) and modes [K,D].
 
     Seeds are the occupied bins of a grid with spacing `bandwidth` (>= `min_bin_freq` points) or, without
-    `bin_seeding`, all points. All seeds shift together to the mean of the points within `bandwidth` until
+    `bin_seeding`, all points; when no bin centre has a point within `bandwidth` (scikit-learn raises then), the
+    points themselves seed. All seeds shift together to the mean of the points within `bandwidth` until
     they move by <= tol * bandwidth (at most `max_iter` shifts); modes closer than `bandwidth` to a mode of
     higher intensity are dropped, and every point takes the label of its nearest mode. `chunk_size` bounds
     the number of seed-point distances held in memory at once. The points are split into `n_groups` compact
@@ -216,6 +217,9 @@ than the pruning saves (a few thousand points: 2-3x faster unpruned). Computes i
     means, intensity = _shift_seeds(centered, seeds - origin, bandwidth, max_iter, tol, chunk_size, n_groups)
     found = intensity > 0
     if not bool(found.any()):
+        if bin_seeding:  # every bin centre is off its points (high dimension, few points): seed at the points
+            return mean_shift(embeddings, bandwidth, bin_seeding=False, max_iter=max_iter, tol=tol,
+                              chunk_size=chunk_size, n_groups=n_groups)
         raise ValueError(f"no point lies within bandwidth={bandwidth} of any seed")
     modes = _remove_duplicate_modes(means[found], intensity[found], bandwidth)
     return nearest_center(centered, modes, chunk_size), modes + origin
