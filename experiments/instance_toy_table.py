@@ -1,7 +1,8 @@
 """Instance branch on the toy benchmark over several seeds: target-val AP and AP50 of the instance baseline and of
 instance self-training, both clustered inside the self-trained semantic branch's masks, and with ground-truth
 semantic masks (the thesis's upper bound); per-class AP50 too. Trains the demo's stages per seed (reusing any
-that finished with the same config, e.g. from `experiments/panoptic_toy_seeds.py`) and prints a Markdown table.
+that finished with the same config, e.g. from `experiments/panoptic_toy_seeds.py`) and prints a Markdown table;
+a seed's scores are saved in its run directory and reused unless `--rescore`.
 
     python experiments/instance_toy_table.py [--seeds 0 1 2] [--data data/toy] [--runs runs/panoptic_seeds]
 """
@@ -64,12 +65,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", type=Path, default=Path("data/toy"))
     parser.add_argument("--runs", type=Path, default=Path("runs/panoptic_seeds"))
+    parser.add_argument("--rescore", action="store_true", help="re-evaluate seeds that already have scores")
     args = parser.parse_args()
     ensure_toy_data(args.data, seed=0, quick=False)
     scores = {}
     for seed in args.seeds:
+        saved = args.runs / f"seed{seed}" / "instance_scores.json"
+        if saved.is_file() and not args.rescore:
+            scores[seed] = json.loads(saved.read_text())
+            continue
         scores[seed] = score_seed(args.runs / f"seed{seed}", args.data, seed)
-        (args.runs / f"seed{seed}" / "instance_scores.json").write_text(json.dumps(scores[seed], indent=2))
+        saved.write_text(json.dumps(scores[seed], indent=2))
     text = tables(scores)
     gains = {s: scores[s]["instance_self_train"][MASKS[0]]["ap50"] - scores[s]["instance_baseline"][MASKS[0]]["ap50"]
              for s in scores}
