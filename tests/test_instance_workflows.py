@@ -225,3 +225,15 @@ def test_capped_pseudo_label_clustering_labels_every_pixel():
     assert torch.equal(capped, full) and torch.equal(capped_classes, full_classes)
     assert capped.unique().tolist() == [0, 1, 2] and bool((capped[semantic == CAR] > 0).all())
     assert load_config("toy/instance_selftrain").instance.pseudo_label_max_points == 512
+
+
+@pytest.mark.parametrize("benchmark", ["synthia", "mixed"])
+def test_real_benchmark_workflow_configs_load_with_their_sources(benchmark):
+    names = {s.experiment for stages in workflows(benchmark).values() for s in stages}
+    names |= set(source_mix_experiments(benchmark).values())
+    assert len(names) == 23
+    for name in names:
+        cfg = load_config(name)
+        assert cfg.data.sources == [benchmark] and cfg.name.startswith(f"{benchmark}_instance_"), name
+        if "selftrain" in name or "mix_" in name:
+            assert cfg.instance.mode == "self_train" and cfg.instance.semantic_checkpoint, name
