@@ -13,7 +13,6 @@ import itertools
 import math
 import os
 import random
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,20 +293,12 @@ def run_offline(sweep: Sweep, points: list[dict[str, Any]], out_dir: str | Path)
         run_dir = Path(out_dir) / f"{i:02d}"
         cfg = load_config(sweep.experiment, [*sweep.fixed, *overrides, f"output_dir={run_dir}"])
         result = train_or_reuse(cfg)
-        finish_wandb_run()
         value = result["metrics"].get(sweep.metric) if sweep.metric else None
         runs.append({"overrides": overrides, "output_dir": str(run_dir), "metric": value})
         print(f"[{i + 1}/{len(points)}] {' '.join(overrides)}  {sweep.metric or 'metric'}="
               f"{'n/a' if value is None else f'{value:.4f}'}  ({run_dir})", flush=True)
     _print_best(sweep, runs)
     return runs
-
-
-def finish_wandb_run() -> None:
-    """End the W&B run a WandbLogger started in this process, so that the next sweep run logs to a new one."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
 
 
 def _print_best(sweep: Sweep, runs: list[dict]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -132,15 +133,14 @@ def train(cfg: ExperimentConfig) -> dict:
     result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
     if trainer.is_global_zero:
         (out / "metrics.json").write_text(json.dumps(result, indent=2))
-    finish_wandb_run(cfg)
+    finish_wandb_run()
     return result
 
 
-def finish_wandb_run(cfg: ExperimentConfig) -> None:
-    """Close the stage's W&B run, so that the next stage in the same process (e.g. the demo) gets its own."""
-    if cfg.logger.kind == "wandb":
-        import wandb
-
+def finish_wandb_run() -> None:
+    """Close a W&B run this process started, so that the next stage or sweep run (same process) gets its own."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:
         wandb.finish()
 
 
@@ -215,8 +215,7 @@ def adapt_batchnorm_before_self_training(module: L.LightningModule, datamodule: 
 
 def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches: int = 50) -> int:
     """Re-estimate the network's BatchNorm statistics on target train images (AdaBN); returns images used."""
-    loader = datamodule.target_stats_dataloader()
-    batches = (b["image"] for i, b in enumerate(loader) if i < max_batches)
+    batches = (b["image"] for b in datamodule.target_stats_dataloader(max_batches))
     return recalibrate_batchnorm(module.net, batches, forward=module)
 
 

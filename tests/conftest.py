@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny toy benchmark per test session."""
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,3 +19,13 @@ def toy_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("toy")
     make_toy(root, seed=0, **TINY_TOY)
     return root
+
+
+@pytest.fixture(autouse=True)
+def fresh_wandb_settings():
+    """W&B caches its settings (e.g. WANDB_MODE) process-wide at its first run; reset them after each test so that
+    tests which disable W&B do not change what later tests get."""
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None:
+        wandb.teardown()

@@ -74,12 +74,12 @@ def test_self_training_resumed_after_a_crash_ends_like_an_uninterrupted_run(toy_
 
 
 def test_without_resume_a_rerun_starts_from_scratch(toy_root, tmp_path, baseline):
-    cfg = _self_train_cfg(toy_root, tmp_path, baseline, "trainer.max_steps=2")
-    train(cfg)
-    first = load_checkpoint_state(tmp_path / "final.ckpt")["state_dict"]
-    train(cfg)
-    second = load_checkpoint_state(tmp_path / "final.ckpt")["state_dict"]
-    assert all(torch.equal(first[k], second[k]) for k in first)
+    train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=2", "seed=1"))
+    rerun = train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=3"))
+    fresh = train(_self_train_cfg(toy_root, tmp_path / "fresh", baseline, "trainer.max_steps=3"))
+    rerun_state = load_checkpoint_state(rerun["checkpoint"])["state_dict"]
+    fresh_state = load_checkpoint_state(fresh["checkpoint"])["state_dict"]
+    assert all(torch.equal(fresh_state[k], rerun_state[k]) for k in fresh_state)
 
 
 def test_an_interrupted_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):

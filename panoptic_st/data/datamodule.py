@@ -168,12 +168,15 @@ class PanopticDataModule(L.LightningDataModule):
         val = self.val if world == 1 else Subset(self.val, range(rank, len(self.val), world))
         return self._loader(val, self.cfg.val_batch_size)
 
-    def target_stats_dataloader(self) -> DataLoader:
-        """One shuffled, augmented pass over the target train images (for BatchNorm re-estimation)."""
+    def target_stats_dataloader(self, max_batches: int | None = None) -> DataLoader:
+        """One shuffled, augmented pass over the target train images, at most `max_batches` batches of it (for
+        BatchNorm re-estimation)."""
         if self.target is None:
             raise DatasetError("no target training data: build the data module in 'adapt' or 'target' mode")
         batch = self.cfg.val_batch_size
-        return self._seeded_loader("target", self.target, batch, num_batches=math.ceil(len(self.target) / batch))
+        batches = math.ceil(len(self.target) / batch)
+        return self._seeded_loader("target", self.target, batch,
+                                   num_batches=batches if max_batches is None else min(batches, max_batches))
 
     def target_plain_dataloader(self) -> DataLoader:
         """Target train images at `data.target_size`, without augmentation, in order (e.g. for importance sampling)."""

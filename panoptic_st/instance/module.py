@@ -73,12 +73,6 @@ def match_counts(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> tuple
 class InstanceModule(L.LightningModule):
     """SPOCO-style pixel-embedding branch with semantic-guided mean-shift pseudo-labels."""
 
-    """Mean-shift of the training pseudo-labels finds its modes on at most this many evenly spaced pixels per class
-    mask; every pixel takes its nearest mode (predictions and validation cluster every pixel). Tuned on the toy
-    configuration: 5x faster clustering with unchanged pseudo-label true/false positives, which keeps
-    pseudo-labelling under 25 % of a self-training step (experiments/benchmarks/bench_instance_step.py). For
-    full-size Cityscapes crops a larger cap (or None: every pixel) keeps small instances in large masks."""
-
     def __init__(self, cfg: InstanceConfig) -> None:
         super().__init__()
         if cfg.mode not in MODES:
@@ -123,8 +117,7 @@ class InstanceModule(L.LightningModule):
         """SPOCO losses of the student on one batch, with the momentum network's rotation consistency."""
         cfg = self.cfg
         emb = self(images)
-        self.media_sample = {"image": images[0].detach().clone(), "labels": labels[0].clone(),
-                             "embeddings": emb[0].detach().clone()}
+        self.media_sample = {"image": images[0].detach(), "labels": labels[0], "embeddings": emb[0].detach()}
         emb_g = valid = None
         if consistency and cfg.consistency_weight > 0:
             angles = sample_angles(images.shape[0]).to(images.device)

@@ -138,7 +138,7 @@ class SemanticModule(L.LightningModule):
         student_views = photometric_noise(views) if cfg.photometric_noise else views
         logits = self(student_views)
         loss = focal_target_loss(logits, labels, confidence, prior, cfg.focal_gamma)
-        self.media_sample = {"image": views[0].detach().clone(), "pseudo_labels": labels[0].clone(),
+        self.media_sample = {"image": views[0].detach(), "pseudo_labels": labels[0],
                              "prediction": logits[0].detach().argmax(dim=0)}
         self.log_pseudo_label_statistics(labels, theta, prior)
         return loss
