@@ -116,6 +116,9 @@ class InstanceConfig:
     # pseudo-labelling under 25% of a step with unchanged true/false positives; None clusters every pixel.
     pseudo_label_max_points: int | None = None
     postprocess_kernel: int = 3
+    # Training pseudo-labels: a pseudo-instance is kept only if the semantic network's mean probability of its
+    # class inside it reaches this confidence (0 keeps all); dropped ones become unlabelled pixels.
+    pseudo_label_min_confidence: float = 0.0
 
 
 @dataclass

@@ -3,6 +3,7 @@ import torch
 
 from panoptic_st.data.labels import IGNORE_INDEX, train_id
 from panoptic_st.instance.pseudo_labels import (
+    drop_unconfident_instances,
     instance_predictions,
     instance_pseudo_labels,
     postprocess_instances,
@@ -142,3 +143,18 @@ def test_instance_predictions_scores_and_classes():
     assert classes.tolist() == [0, 0] and scores.tolist() == pytest.approx([0.2, 0.2])
     empty = instance_predictions(torch.zeros(4, 6, dtype=torch.long), probs)
     assert empty[0].shape == (0, 4, 6) and empty[1].numel() == 0 and empty[2].numel() == 0
+
+
+def test_unconfident_pseudo_instances_become_unlabelled():
+    instances = torch.zeros(4, 6, dtype=torch.long)
+    instances[:2, :3] = 1
+    instances[2:, 3:] = 4
+    table = torch.tensor([IGNORE_INDEX, 1, 1, 1, 2])
+    probs = torch.zeros(3, 4, 6)
+    probs[1, :2, :3] = torch.tensor([[0.6, 0.7, 0.8], [0.9, 0.5, 0.7]])  # instance 1 (class 1): mean 0.7
+    probs[2, 2:, 3:] = 0.9  # instance 4 (class 2): mean 0.9
+    kept = drop_unconfident_instances(instances, table, probs, min_confidence=0.8)
+    assert (kept[:2, :3] == 0).all() and (kept[2:, 3:] == 4).all() and (kept[instances == 0] == 0).all()
+    assert torch.equal(drop_unconfident_instances(instances, table, probs, 0.7), instances)
+    assert torch.equal(drop_unconfident_instances(instances, table, probs, 0.0), instances)
+    assert (drop_unconfident_instances(instances, table, probs, 0.95) == 0).all()

@@ -6,8 +6,9 @@ Acceptance: `InstanceModule.pseudo_labels()` (frozen semantic network, momentum-
 per thing class, post-processing) takes at most 25 % of a whole self-training step (`training_step` + backward
 + Adam step + momentum update).
 
-Setup: `toy/instance_selftrain` (U-Net on tu-resnet18, 96x192 crops; `source_mix` 0.25 of `batch_size` 8, i.e.
-2 source + 6 target images per step, as `batch_split` gives), a toy DeepLab-V2 semantic checkpoint
+Setup: `toy/instance_selftrain` (U-Net on tu-resnet18, 96x192 crops; `source_mix` 0 of `batch_size` 8, i.e.
+8 target images per step, as `batch_split` gives; the confidence filter of pseudo-instances is counted in the
+pseudo-label time), a toy DeepLab-V2 semantic checkpoint
 (`toy/semantic_baseline`, random weights, saved as a Lightning-style checkpoint in a temp dir) and a freshly
 generated toy benchmark (`make_toy`, deterministic) for the images. Two scenarios:
 
@@ -15,8 +16,9 @@ generated toy benchmark (`make_toy`, deterministic) for the images. Two scenario
   is the worst case for mean-shift; the masks are whatever a random network predicts.
 - `trained-like` (the one the acceptance refers to): the U-Net first trained for `--pretrain-steps` steps on toy
   instance labels of other images (as the instance baseline a self-training run starts from), and the masks of
-  a trained semantic network, stood in for by the ground-truth semantic maps of the target images (the semantic
-  network still runs, so its cost is counted).
+  a trained semantic network, stood in for by the ground-truth semantic maps of the target images as one-hot
+  probabilities, so the confidence filter keeps every instance (the semantic network still runs, so its cost
+  is counted).
 
 Times are medians over `--repeats` steps after one warm-up step, at `--threads` torch threads.
 """
@@ -161,13 +163,13 @@ def main() -> None:
     n_source, n_target = batch_split(cfg.data)
     height, width = cfg.data.crop
     n_pretrain = 32
-    make_toy(tmp / "toy", seed=0, n_source=n_source, n_target=n_target + n_pretrain, n_val=1,
+    make_toy(tmp / "toy", seed=0, n_source=max(n_source, 1), n_target=n_target + n_pretrain, n_val=1,
              height=height, width=width, workers=1, progress=False)
     source = stack(SynthiaDataset(tmp / "toy" / "synthia", "train", eval_transform(None)), range(n_source))
     target_set = CityscapesDataset(tmp / "toy" / "cityscapes", "train", eval_transform(None))
     target = stack(target_set, range(n_target))
     others = stack(target_set, range(n_target, n_target + n_pretrain))
-    batch = {"source": source, "target": target}
+    batch = {"source": source, "target": target} if n_source else {"target": target}
     instance_cfg = replace(cfg.instance, semantic_checkpoint=str(semantic_checkpoint(tmp / "semantic.ckpt")),
                            init_checkpoint=None)
     gt_instances = sum(len(torch.unique(m)) - 1 for m in source_instance_labels(
@@ -194,7 +196,11 @@ def main() -> None:
 
                 def gt_masks(images, _network=network_masks):
                     _, probs = _network(images)  # the semantic network runs: its cost is part of the step
-                    return target["semantic"].long(), probs
+                    semantic = target["semantic"].long()
+                    classes = probs.shape[1]
+                    certain = torch.zeros_like(probs).scatter_(
+                        1, semantic.clamp(max=classes - 1)[:, None], (semantic < classes)[:, None].float())
+                    return semantic, certain
 
                 module.semantic_masks = gt_masks
             else:

@@ -18,6 +18,7 @@ from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, THING_CATEGORIES,
 from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
+    drop_unconfident_instances,
     instance_predictions,
     instance_pseudo_labels,
     postprocess_instances,
@@ -136,11 +137,15 @@ class InstanceModule(L.LightningModule):
 
     @torch.no_grad()
     def pseudo_labels(self, images: Tensor) -> Tensor:
-        """Instance pseudo-labels [B, H, W]: momentum embeddings clustered inside the predicted thing masks."""
-        semantic, _ = self.semantic_masks(images)
+        """Instance pseudo-labels [B, H, W]: momentum embeddings clustered inside the predicted thing masks,
+        without the instances the semantic network is not confident of (`instance.pseudo_label_min_confidence`)."""
+        semantic, probs = self.semantic_masks(images)
         embeddings = self.teacher(normalize(images))
-        maps = [self.cluster(embeddings[b], semantic[b], self.cfg.pseudo_label_max_points)[0]
-                for b in range(images.shape[0])]
+        maps = []
+        for b in range(images.shape[0]):
+            instances, classes = self.cluster(embeddings[b], semantic[b], self.cfg.pseudo_label_max_points)
+            maps.append(drop_unconfident_instances(instances, classes, probs[b],
+                                                   self.cfg.pseudo_label_min_confidence))
         return torch.stack(maps)
 
     def cluster(self, embeddings: Tensor, semantic: Tensor, max_points: int | None = None) -> tuple[Tensor, Tensor]:

@@ -100,6 +100,22 @@ def postprocess_instances(instance_map: Tensor, kernel: int = 3) -> Tensor:
     return result
 
 
+def drop_unconfident_instances(instance_map: Tensor, instance_classes: Tensor, semantic_probs: Tensor,
+                               min_confidence: float) -> Tensor:
+    """Instance map [H,W] without the instances whose mean probability of their class (in `semantic_probs`
+    [C,H,W]) is below `min_confidence`; their pixels become 0 (unlabelled), the other ids are kept."""
+    if min_confidence <= 0:
+        return instance_map
+    ids = torch.unique(instance_map)
+    ids = ids[ids > 0]
+    if ids.numel() == 0:
+        return instance_map
+    _, _, scores = instance_predictions(instance_map, semantic_probs, instance_classes)
+    dropped = torch.zeros(int(instance_map.max()) + 1, dtype=torch.bool, device=instance_map.device)
+    dropped[ids[scores < min_confidence]] = True
+    return torch.where(dropped[instance_map], torch.zeros_like(instance_map), instance_map)
+
+
 def instance_predictions(
     instance_map: Tensor, semantic_probs: Tensor, instance_classes: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:

@@ -1,0 +1,111 @@
+"""Instance pseudo-label quality and embedding separation on the toy target, from a seed's trained stages.
+
+1. Pseudo-labels of the instance baseline (as momentum network) inside the self-trained semantic masks, on target
+   train images, kept at several semantic-confidence thresholds (`instance.pseudo_label_min_confidence`): true and
+   false pseudo-instances per image (a true one overlaps a ground-truth instance with IoU > 0.5). Target labels are
+   read for this measurement only.
+2. For each instance checkpoint given (default: the seed's baseline and self-trained models), on target val:
+   the median distance from each ground-truth instance's mean embedding to the nearest other instance of its class
+   in the same image, and the mean distance of pixels to their instance mean. Mean-shift+ merges modes closer than
+   delta_d (2.0), so a shrinking nearest-instance distance means merged objects.
+
+    python experiments/instance_pseudo_label_quality.py [--seed 0] [--runs runs/panoptic_seeds] [--images 50]
+        [--checkpoints A.ckpt B.ckpt ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Subset
+
+from panoptic_st.checkpoints import semantic_network_from_checkpoint
+from panoptic_st.config import load_config
+from panoptic_st.data.cityscapes import CityscapesDataset
+from panoptic_st.instance.module import InstanceModule, match_counts, source_instance_labels
+from panoptic_st.instance.pseudo_labels import drop_unconfident_instances
+from panoptic_st.training import load_weights
+
+THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def instance_model(checkpoint: Path, seed: int) -> InstanceModule:
+    cfg = load_config("toy/instance_baseline", [f"seed={seed}"])
+    module = InstanceModule(replace(cfg.instance, mode="baseline", semantic_checkpoint=None))
+    load_weights(module, checkpoint)
+    return module.eval()
+
+
+def evenly_spaced(dataset: CityscapesDataset, count: int) -> Subset:
+    return Subset(dataset, range(0, len(dataset), max(len(dataset) // count, 1))[:count])
+
+
+@torch.no_grad()
+def pseudo_label_counts(module: InstanceModule, images: Subset) -> dict[float, tuple[float, float]]:
+    """{threshold: (true, false) pseudo-instances per image}."""
+    totals = {t: [0, 0] for t in THRESHOLDS}
+    for batch in DataLoader(images, batch_size=10):
+        semantic, probs = module.semantic_masks(batch["image"])
+        embeddings = module(batch["image"])
+        truth = source_instance_labels(batch["semantic"], batch["instance"], module.classes)
+        for b in range(len(semantic)):
+            instances, classes = module.cluster(embeddings[b], semantic[b], module.cfg.pseudo_label_max_points)
+            for threshold in THRESHOLDS:
+                kept = drop_unconfident_instances(instances, classes, probs[b], threshold)
+                true, false = match_counts(kept, truth[b])
+                totals[threshold][0] += true
+                totals[threshold][1] += false
+    return {t: (true / len(images), false / len(images)) for t, (true, false) in totals.items()}
+
+
+@torch.no_grad()
+def separation(module: InstanceModule, images: Subset, min_pixels: int = 30) -> tuple[float, float]:
+    """(median nearest same-class instance distance, mean pixel-to-instance-mean distance) on ground truth."""
+    nearest, spread = [], []
+    for batch in DataLoader(images, batch_size=10):
+        embeddings = module(batch["image"])
+        for emb, semantic, instance in zip(embeddings, batch["semantic"], batch["instance"]):
+            for cls in module.classes:
+                ids, counts = torch.unique(instance[semantic == cls], return_counts=True)
+                means = []
+                for i in ids[(counts >= min_pixels) & (ids > 0)]:
+                    pixels = emb[:, (instance == i) & (semantic == cls)]
+                    means.append(pixels.mean(1))
+                    spread.append(float((pixels - means[-1][:, None]).norm(dim=0).mean()))
+                if len(means) > 1:
+                    distances = torch.cdist(torch.stack(means), torch.stack(means)).fill_diagonal_(float("inf"))
+                    nearest.extend(distances.min(1).values.tolist())
+    return float(torch.tensor(nearest).median()), sum(spread) / max(len(spread), 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--runs", type=Path, default=Path("runs/panoptic_seeds"))
+    parser.add_argument("--data", type=Path, default=Path("data/toy"))
+    parser.add_argument("--images", type=int, default=50)
+    parser.add_argument("--checkpoints", type=Path, nargs="*")
+    args = parser.parse_args()
+    run = args.runs / f"seed{args.seed}"
+    teacher = instance_model(run / "instance_baseline" / "final.ckpt", args.seed)
+    teacher.semantic_net = semantic_network_from_checkpoint(run / "semantic_self_train" / "final.ckpt").eval()
+    train = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"), args.images)
+    print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images):")
+    print("| min confidence | true | false | precision |\n|---:|---:|---:|---:|")
+    for threshold, (true, false) in pseudo_label_counts(teacher, train).items():
+        print(f"| {threshold:.1f} | {true:.2f} | {false:.2f} | {true / max(true + false, 1e-9):.2f} |")
+    val = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "val"), args.images)
+    checkpoints = args.checkpoints or [run / stage / "final.ckpt" for stage in ("instance_baseline",
+                                                                                "instance_self_train")]
+    print(f"\nSeparation of ground-truth instances on target val ({len(val)} images):")
+    print("| checkpoint | nearest same-class instance (median) | pixel to instance mean |\n|---|---:|---:|")
+    for checkpoint in checkpoints:
+        nearest, spread = separation(instance_model(checkpoint, args.seed), val)
+        print(f"| {checkpoint} | {nearest:.2f} | {spread:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
