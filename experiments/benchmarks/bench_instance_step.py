@@ -165,11 +165,12 @@ def main() -> None:
     n_pretrain = 32
     make_toy(tmp / "toy", seed=0, n_source=max(n_source, 1), n_target=n_target + n_pretrain, n_val=1,
              height=height, width=width, workers=1, progress=False)
-    source = stack(SynthiaDataset(tmp / "toy" / "synthia", "train", eval_transform(None)), range(n_source))
     target_set = CityscapesDataset(tmp / "toy" / "cityscapes", "train", eval_transform(None))
     target = stack(target_set, range(n_target))
     others = stack(target_set, range(n_target, n_target + n_pretrain))
-    batch = {"source": source, "target": target} if n_source else {"target": target}
+    batch = {"target": target}
+    if n_source:
+        batch["source"] = stack(SynthiaDataset(tmp / "toy" / "synthia", "train", eval_transform(None)), range(n_source))
     instance_cfg = replace(cfg.instance, semantic_checkpoint=str(semantic_checkpoint(tmp / "semantic.ckpt")),
                            init_checkpoint=None)
     gt_instances = sum(len(torch.unique(m)) - 1 for m in source_instance_labels(
