@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,16 +26,9 @@ from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.instance.module import InstanceModule, match_counts, source_instance_labels
 from panoptic_st.instance.pseudo_labels import drop_unconfident_instances
-from panoptic_st.training import load_weights
+from panoptic_st.pipeline import instance_model
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def instance_model(checkpoint: Path, seed: int) -> InstanceModule:
-    cfg = load_config("toy/instance_baseline", [f"seed={seed}"])
-    module = InstanceModule(replace(cfg.instance, mode="baseline", semantic_checkpoint=None))
-    load_weights(module, checkpoint)
-    return module.eval()
 
 
 def evenly_spaced(dataset: CityscapesDataset, count: int) -> Subset:
@@ -90,7 +82,8 @@ def main() -> None:
     parser.add_argument("--checkpoints", type=Path, nargs="*")
     args = parser.parse_args()
     run = args.runs / f"seed{args.seed}"
-    teacher = instance_model(run / "instance_baseline" / "final.ckpt", args.seed)
+    cfg = load_config("toy/instance_baseline", [f"seed={args.seed}"])
+    teacher = instance_model(cfg, run / "instance_baseline" / "final.ckpt")
     teacher.semantic_net = semantic_network_from_checkpoint(run / "semantic_self_train" / "final.ckpt").eval()
     train = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"), args.images)
     print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images):")
@@ -103,7 +96,7 @@ def main() -> None:
     print(f"\nSeparation of ground-truth instances on target val ({len(val)} images):")
     print("| checkpoint | nearest same-class instance (median) | pixel to instance mean |\n|---|---:|---:|")
     for checkpoint in checkpoints:
-        nearest, spread = separation(instance_model(checkpoint, args.seed), val)
+        nearest, spread = separation(instance_model(cfg, checkpoint), val)
         print(f"| {checkpoint} | {nearest:.2f} | {spread:.2f} |")
 
 

@@ -104,7 +104,8 @@ def run_stages(out: Path, data_root: Path, seed: int, schedule: DemoSchedule,
     return stages
 
 
-def _instance_model(cfg: ExperimentConfig, checkpoint: str):
+def instance_model(cfg: ExperimentConfig, checkpoint: str | Path):
+    """The instance network of a checkpoint, for prediction only (no semantic network, no init checkpoint)."""
     from panoptic_st.instance.module import InstanceModule
 
     module = InstanceModule(replace(cfg.instance, mode="baseline", semantic_checkpoint=None, init_checkpoint=None))
@@ -117,7 +118,7 @@ def evaluate_panoptic(semantic_ckpt: str, instance_cfg: ExperimentConfig, instan
                       label: str = "", batch_size: int = 10) -> dict:
     """Semantic + instance predictions merged into panoptic maps and scored on toy Cityscapes val."""
     semantic_net = semantic_network_from_checkpoint(semantic_ckpt)
-    instances = _instance_model(instance_cfg, instance_ckpt)
+    instances = instance_model(instance_cfg, instance_ckpt)
     loader = DataLoader(CityscapesDataset(data_root / "cityscapes", "val"), batch_size=batch_size)
     pq, pq16 = PanopticQuality(), PanopticQuality(classes=PROTOCOLS[16])
     miou, ap = SemanticIoU(), InstanceAP(min_region_size=None)

@@ -155,6 +155,16 @@ def test_unconfident_pseudo_instances_become_unlabelled():
     probs[2, 2:, 3:] = 0.9  # instance 4 (class 2): mean 0.9
     kept = drop_unconfident_instances(instances, table, probs, min_confidence=0.8)
     assert (kept[:2, :3] == 0).all() and (kept[2:, 3:] == 4).all() and (kept[instances == 0] == 0).all()
-    assert torch.equal(drop_unconfident_instances(instances, table, probs, 0.7), instances)
+    assert torch.equal(drop_unconfident_instances(instances, table, probs, 0.65), instances)
     assert torch.equal(drop_unconfident_instances(instances, table, probs, 0.0), instances)
     assert (drop_unconfident_instances(instances, table, probs, 0.95) == 0).all()
+    empty = torch.zeros(4, 6, dtype=torch.long)
+    assert torch.equal(drop_unconfident_instances(empty, table[:1], probs, 0.8), empty)
+
+
+def test_confidence_threshold_outside_zero_one_is_refused():
+    from panoptic_st.config import InstanceConfig
+    from panoptic_st.instance.module import InstanceModule
+
+    with pytest.raises(ValueError, match="pseudo_label_min_confidence"):
+        InstanceModule(InstanceConfig(pseudo_label_min_confidence=80.0))

@@ -80,6 +80,9 @@ class InstanceModule(L.LightningModule):
             raise ValueError(f"instance.mode must be one of {MODES}, got '{cfg.mode}'")
         if cfg.mode == "self_train" and not cfg.semantic_checkpoint:
             raise ValueError("instance self-training needs instance.semantic_checkpoint (its pseudo-label masks)")
+        if not 0.0 <= cfg.pseudo_label_min_confidence <= 1.0:
+            raise ValueError(f"instance.pseudo_label_min_confidence must lie in [0, 1], got "
+                             f"{cfg.pseudo_label_min_confidence}")
         self.cfg = cfg
         self.classes = resolve_classes(list(cfg.classes))
         encoder = cfg.encoder if cfg.encoder.startswith("tu-") else f"tu-{cfg.encoder}"

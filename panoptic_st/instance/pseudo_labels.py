@@ -108,8 +108,6 @@ def drop_unconfident_instances(instance_map: Tensor, instance_classes: Tensor, s
         return instance_map
     ids = torch.unique(instance_map)
     ids = ids[ids > 0]
-    if ids.numel() == 0:
-        return instance_map
     _, _, scores = instance_predictions(instance_map, semantic_probs, instance_classes)
     dropped = torch.zeros(int(instance_map.max()) + 1, dtype=torch.bool, device=instance_map.device)
     dropped[ids[scores < min_confidence]] = True
@@ -128,7 +126,7 @@ def instance_predictions(
     ids = torch.unique(instance_map)
     ids = ids[ids > 0]
     masks = instance_map[None] == ids[:, None, None]
-    predicted = semantic_probs.argmax(0)
+    predicted = semantic_probs.argmax(0) if instance_classes is None else None
     classes, scores = [], []
     for mask, instance in zip(masks, ids.tolist()):
         if instance_classes is not None:
