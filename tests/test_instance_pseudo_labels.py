@@ -6,6 +6,7 @@ from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
     instance_predictions,
     instance_pseudo_labels,
+    keep_random_instances,
     postprocess_instances,
 )
 
@@ -168,3 +169,22 @@ def test_confidence_threshold_outside_zero_one_is_refused():
 
     with pytest.raises(ValueError, match="pseudo_label_min_confidence"):
         InstanceModule(InstanceConfig(pseudo_label_min_confidence=80.0))
+
+
+def test_oracle_keeps_whole_instances_at_the_given_rate():
+    instances = torch.arange(1, 1001).repeat_interleave(4).view(100, 40)  # 1000 instances of 4 pixels
+    assert torch.equal(keep_random_instances(instances, 1.0), instances)
+    kept = keep_random_instances(instances, 0.3, torch.Generator().manual_seed(0))
+    whole = [(kept[instances == i] == i).all() or (kept[instances == i] == 0).all() for i in range(1, 1001)]
+    assert all(whole)
+    share = (torch.unique(kept) > 0).sum().item() / 1000
+    assert 0.25 < share < 0.35
+
+
+@pytest.mark.parametrize("override", [{"pseudo_labels": "gt"}, {"oracle_fraction": 0.0}, {"oracle_fraction": 1.5}])
+def test_unknown_pseudo_label_source_or_fraction_is_refused(override):
+    from panoptic_st.config import InstanceConfig
+    from panoptic_st.instance.module import InstanceModule
+
+    with pytest.raises(ValueError, match=next(iter(override))):
+        InstanceModule(InstanceConfig(**override))

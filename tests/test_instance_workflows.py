@@ -166,6 +166,17 @@ def test_source_mixing_ratio_shows_in_batches(percent, baseline, common, tmp_pat
     assert "train/target_loss" in result["metrics"]
 
 
+def test_oracle_self_training_learns_from_target_ground_truth(baseline, common, tmp_path, monkeypatch):
+    spy = Spy(monkeypatch)
+    [(_, init)] = baseline.items()
+    cfg = load_config("toy/instance_selftrain", [*common, f"output_dir={tmp_path}", "instance.pseudo_labels=ground_truth",
+                                                 f"instance.init_checkpoint={init['checkpoint']}"])
+    metrics = train(cfg)["metrics"]
+    assert not spy.clustered  # the teacher's clustering is not used
+    assert metrics["pseudo/false_positives"] == 0 and metrics["pseudo/true_positives"] > 0
+    assert "train/target_loss" in metrics
+
+
 def fake_result(instances: torch.Tensor, classes: list[int], scores: list[float]) -> dict:
     ids = torch.arange(1, len(classes) + 1)
     return {"instances": instances, "masks": instances[None] == ids[:, None, None],

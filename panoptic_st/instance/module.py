@@ -21,6 +21,7 @@ from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
     instance_predictions,
     instance_pseudo_labels,
+    keep_random_instances,
     postprocess_instances,
 )
 from panoptic_st.models.teacher import MomentumTeacher
@@ -28,6 +29,7 @@ from panoptic_st.models.unet import build_embedding_unet
 from panoptic_st.semantic.pseudo_labels import normalize
 
 MODES = ("baseline", "self_train")
+PSEUDO_LABEL_SOURCES = ("teacher", "ground_truth")
 
 
 def resolve_classes(names: list[str]) -> tuple[int, ...]:
@@ -83,6 +85,10 @@ class InstanceModule(L.LightningModule):
         if not 0.0 <= cfg.pseudo_label_min_confidence <= 1.0:
             raise ValueError(f"instance.pseudo_label_min_confidence must lie in [0, 1], got "
                              f"{cfg.pseudo_label_min_confidence}")
+        if cfg.pseudo_labels not in PSEUDO_LABEL_SOURCES:
+            raise ValueError(f"instance.pseudo_labels must be one of {PSEUDO_LABEL_SOURCES}, got '{cfg.pseudo_labels}'")
+        if not 0.0 < cfg.oracle_fraction <= 1.0:
+            raise ValueError(f"instance.oracle_fraction must lie in (0, 1], got {cfg.oracle_fraction}")
         self.cfg = cfg
         self.classes = resolve_classes(list(cfg.classes))
         encoder = cfg.encoder if cfg.encoder.startswith("tu-") else f"tu-{cfg.encoder}"
@@ -151,6 +157,12 @@ class InstanceModule(L.LightningModule):
                                                    self.cfg.pseudo_label_min_confidence))
         return torch.stack(maps)
 
+    def oracle_labels(self, target: dict) -> Tensor:
+        """Upper bound of the pseudo-labels: the target's ground-truth instances of the selected classes, each kept
+        with probability `instance.oracle_fraction`."""
+        truth = source_instance_labels(target["semantic"], target["instance"], self.classes)
+        return torch.stack([keep_random_instances(t, self.cfg.oracle_fraction) for t in truth])
+
     def cluster(self, embeddings: Tensor, semantic: Tensor, max_points: int | None = None) -> tuple[Tensor, Tensor]:
         """Instance map and class table of one image, clustered class by class, then post-processed."""
         cfg = self.cfg
@@ -170,7 +182,8 @@ class InstanceModule(L.LightningModule):
             parts.append((source["image"].shape[0], terms["loss"]))
         if self.cfg.mode == "self_train" and "target" in batch:
             target = batch["target"]
-            pseudo = self.pseudo_labels(target["image"])
+            pseudo = (self.pseudo_labels(target["image"]) if self.cfg.pseudo_labels == "teacher"
+                      else self.oracle_labels(target))
             terms = self.loss_terms(target["image"], pseudo, consistency=True)
             self.log_dict({f"train/target_{k}": v for k, v in terms.items()})
             self.log_pseudo_label_statistics(pseudo, target)

@@ -109,8 +109,24 @@ def drop_unconfident_instances(instance_map: Tensor, instance_classes: Tensor, s
     ids = torch.unique(instance_map)
     ids = ids[ids > 0]
     _, _, scores = instance_predictions(instance_map, semantic_probs, instance_classes)
+    return _unlabel(instance_map, ids[scores < min_confidence])
+
+
+def keep_random_instances(instance_map: Tensor, fraction: float,
+                          generator: torch.Generator | None = None) -> Tensor:
+    """Instance map [H,W] with each instance kept with probability `fraction`; the others become 0 (unlabelled)."""
+    if fraction >= 1.0:
+        return instance_map
+    ids = torch.unique(instance_map)
+    ids = ids[ids > 0]
+    draws = torch.rand(len(ids), generator=generator).to(instance_map.device)
+    return _unlabel(instance_map, ids[draws >= fraction])
+
+
+def _unlabel(instance_map: Tensor, ids: Tensor) -> Tensor:
+    """Instance map with the pixels of instances `ids` set to 0 (unlabelled); the other ids are kept."""
     dropped = torch.zeros(int(instance_map.max()) + 1, dtype=torch.bool, device=instance_map.device)
-    dropped[ids[scores < min_confidence]] = True
+    dropped[ids] = True
     return torch.where(dropped[instance_map], torch.zeros_like(instance_map), instance_map)
 
 
