@@ -2,15 +2,15 @@
 
 1. Pseudo-labels of the instance baseline (as momentum network) inside the self-trained semantic masks, on target
    train images, kept at several semantic-confidence thresholds (`instance.pseudo_label_min_confidence`): true and
-   false pseudo-instances per image (a true one overlaps a ground-truth instance with IoU > 0.5). Target labels are
-   read for this measurement only.
+   false pseudo-instances per image (a true one overlaps a ground-truth instance with IoU > 0.5), optionally after the
+   stability filter (`instance.pseudo_label_stability_bandwidth`). Target labels are read for this measurement only.
 2. For each instance checkpoint given (default: the seed's baseline and self-trained models), on target val:
    the median distance from each ground-truth instance's mean embedding to the nearest other instance of its class
    in the same image, and the mean distance of pixels to their instance mean. Mean-shift+ merges modes closer than
    delta_d (2.0), so a shrinking nearest-instance distance means merged objects.
 
     python experiments/instance_pseudo_label_quality.py [--seed 0] [--runs runs/panoptic_seeds] [--images 50]
-        [--checkpoints A.ckpt B.ckpt ...]
+        [--checkpoints A.ckpt B.ckpt ...] [--stability-bandwidth 1.5]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.instance.module import InstanceModule, match_counts, source_instance_labels
-from panoptic_st.instance.pseudo_labels import drop_unconfident_instances
+from panoptic_st.instance.pseudo_labels import drop_unconfident_instances, drop_unstable_instances
 from panoptic_st.pipeline import instance_model
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -36,8 +36,9 @@ def evenly_spaced(dataset: CityscapesDataset, count: int) -> Subset:
 
 
 @torch.no_grad()
-def pseudo_label_counts(module: InstanceModule, images: Subset) -> dict[float, tuple[float, float]]:
-    """{threshold: (true, false) pseudo-instances per image}."""
+def pseudo_label_counts(module: InstanceModule, images: Subset,
+                        stability_bandwidth: float | None = None) -> dict[float, tuple[float, float]]:
+    """{threshold: (true, false) pseudo-instances per image}, after the stability filter when a bandwidth is given."""
     totals = {t: [0, 0] for t in THRESHOLDS}
     for batch in DataLoader(images, batch_size=10):
         semantic, probs = module.semantic_masks(batch["image"])
@@ -47,6 +48,9 @@ def pseudo_label_counts(module: InstanceModule, images: Subset) -> dict[float, t
             instances, classes = module.cluster(embeddings[b], semantic[b], module.cfg.pseudo_label_max_points)
             for threshold in THRESHOLDS:
                 kept = drop_unconfident_instances(instances, classes, probs[b], threshold)
+                if stability_bandwidth:
+                    kept = drop_unstable_instances(kept, embeddings[b], stability_bandwidth, module.cfg.min_size,
+                                                   module.cfg.pseudo_label_max_points)
                 true, false = match_counts(kept, truth[b])
                 totals[threshold][0] += true
                 totals[threshold][1] += false
@@ -80,15 +84,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/toy"))
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--checkpoints", type=Path, nargs="*")
+    parser.add_argument("--stability-bandwidth", type=float, help="also apply the stability filter at this bandwidth")
     args = parser.parse_args()
     run = args.runs / f"seed{args.seed}"
     cfg = load_config("toy/instance_baseline", [f"seed={args.seed}"])
     teacher = instance_model(cfg, run / "instance_baseline" / "final.ckpt")
     teacher.semantic_net = semantic_network_from_checkpoint(run / "semantic_self_train" / "final.ckpt").eval()
     train = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"), args.images)
-    print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images):")
+    stability = f", stability bandwidth {args.stability_bandwidth}" if args.stability_bandwidth else ""
+    print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images{stability}):")
     print("| min confidence | true | false | precision |\n|---:|---:|---:|---:|")
-    for threshold, (true, false) in pseudo_label_counts(teacher, train).items():
+    for threshold, (true, false) in pseudo_label_counts(teacher, train, args.stability_bandwidth).items():
         print(f"| {threshold:.1f} | {true:.2f} | {false:.2f} | {true / max(true + false, 1e-9):.2f} |")
     val = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "val"), args.images)
     checkpoints = args.checkpoints or [run / stage / "final.ckpt" for stage in ("instance_baseline",

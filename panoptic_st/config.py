@@ -119,6 +119,9 @@ class InstanceConfig:
     # Training pseudo-labels: a pseudo-instance is kept only if the semantic network's mean probability of its
     # class inside it reaches this confidence (0 keeps all); dropped ones become unlabelled pixels.
     pseudo_label_min_confidence: float = 0.0
+    # Training pseudo-labels: a pseudo-instance whose embeddings split into two or more clusters of `min_size`
+    # pixels when clustered again at this finer bandwidth is dropped (unlabelled); None keeps all.
+    pseudo_label_stability_bandwidth: float | None = None
     # Where self-training labels come from: "teacher" (the method) or "ground_truth", an oracle upper bound that
     # trains on the labelled target's own instances, each kept with probability `oracle_fraction` (a pseudo-labeller
     # of that recall and perfect precision). The oracle needs target instance labels (toy, Cityscapes train).

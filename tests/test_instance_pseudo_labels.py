@@ -4,6 +4,7 @@ import torch
 from panoptic_st.data.labels import IGNORE_INDEX, train_id
 from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
+    drop_unstable_instances,
     instance_predictions,
     instance_pseudo_labels,
     keep_random_instances,
@@ -181,10 +182,22 @@ def test_oracle_keeps_whole_instances_at_the_given_rate():
     assert 0.25 < share < 0.35
 
 
-@pytest.mark.parametrize("override", [{"pseudo_labels": "gt"}, {"oracle_fraction": 0.0}, {"oracle_fraction": 1.5}])
-def test_unknown_pseudo_label_source_or_fraction_is_refused(override):
+@pytest.mark.parametrize("override", [{"pseudo_labels": "gt"}, {"oracle_fraction": 0.0}, {"oracle_fraction": 1.5},
+                                      {"pseudo_label_stability_bandwidth": 0.0}])
+def test_invalid_pseudo_label_options_are_refused(override):
     from panoptic_st.config import InstanceConfig
     from panoptic_st.instance.module import InstanceModule
 
     with pytest.raises(ValueError, match=next(iter(override))):
         InstanceModule(InstanceConfig(**override))
+
+
+def test_instances_that_split_at_a_finer_bandwidth_become_unlabelled():
+    emb, semantic, masks = scene(split_car=True)
+    merged, _ = instance_pseudo_labels(emb, semantic, method="meanshift+")  # car_a: one instance of two modes
+    kept = drop_unstable_instances(merged, emb, bandwidth=0.5, min_size=50)
+    assert (kept[masks["car_a"]] == 0).all()
+    assert torch.equal(kept[masks["car_b"]], merged[masks["car_b"]]) and (kept[masks["car_b"]] > 0).all()
+    assert torch.equal(kept[masks["person"]], merged[masks["person"]])
+    assert torch.equal(drop_unstable_instances(merged, emb, bandwidth=1.5, min_size=50), merged)  # modes 1.0 apart
+    assert torch.equal(drop_unstable_instances(merged, emb, bandwidth=0.5, min_size=200), merged)  # halves too small

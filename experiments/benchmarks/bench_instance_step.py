@@ -1,6 +1,7 @@
 """Benchmark: share of pseudo-label generation in one instance self-training step at the toy configuration.
 
     python experiments/benchmarks/bench_instance_step.py [--threads 1] [--repeats 5] [--pretrain-steps 60]
+        [--override key=value ...]
 
 Acceptance: `InstanceModule.pseudo_labels()` (frozen semantic network, momentum-network embeddings, mean-shift+
 per thing class, post-processing) takes at most 25 % of a whole self-training step (`training_step` + backward
@@ -154,12 +155,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--pretrain-steps", type=int, default=60)
     parser.add_argument("--experiment", default="toy/instance_selftrain")
+    parser.add_argument("--override", nargs="*", default=[], help="config overrides, e.g. instance.lr=1e-4")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_instance_step_"))
-    cfg = load_config(args.experiment)
+    cfg = load_config(args.experiment, args.override)
     n_source, n_target = batch_split(cfg.data)
     height, width = cfg.data.crop
     n_pretrain = 32

@@ -19,6 +19,7 @@ from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
+    drop_unstable_instances,
     instance_predictions,
     instance_pseudo_labels,
     keep_random_instances,
@@ -87,6 +88,9 @@ class InstanceModule(L.LightningModule):
                              f"{cfg.pseudo_label_min_confidence}")
         if cfg.pseudo_labels not in PSEUDO_LABEL_SOURCES:
             raise ValueError(f"instance.pseudo_labels must be one of {PSEUDO_LABEL_SOURCES}, got '{cfg.pseudo_labels}'")
+        if cfg.pseudo_label_stability_bandwidth is not None and cfg.pseudo_label_stability_bandwidth <= 0:
+            raise ValueError(f"instance.pseudo_label_stability_bandwidth must be positive or null, got "
+                             f"{cfg.pseudo_label_stability_bandwidth}")
         if not 0.0 < cfg.oracle_fraction <= 1.0:
             raise ValueError(f"instance.oracle_fraction must lie in (0, 1], got {cfg.oracle_fraction}")
         self.cfg = cfg
@@ -153,8 +157,11 @@ class InstanceModule(L.LightningModule):
         maps = []
         for b in range(images.shape[0]):
             instances, classes = self.cluster(embeddings[b], semantic[b], self.cfg.pseudo_label_max_points)
-            maps.append(drop_unconfident_instances(instances, classes, probs[b],
-                                                   self.cfg.pseudo_label_min_confidence))
+            kept = drop_unconfident_instances(instances, classes, probs[b], self.cfg.pseudo_label_min_confidence)
+            if self.cfg.pseudo_label_stability_bandwidth is not None:
+                kept = drop_unstable_instances(kept, embeddings[b], self.cfg.pseudo_label_stability_bandwidth,
+                                               self.cfg.min_size, self.cfg.pseudo_label_max_points)
+            maps.append(kept)
         return torch.stack(maps)
 
     def oracle_labels(self, target: dict) -> Tensor:

@@ -112,6 +112,22 @@ def drop_unconfident_instances(instance_map: Tensor, instance_classes: Tensor, s
     return _unlabel(instance_map, ids[scores < min_confidence])
 
 
+def drop_unstable_instances(instance_map: Tensor, embeddings: Tensor, bandwidth: float, min_size: int,
+                            max_points: int | None = None) -> Tensor:
+    """Instance map [H,W] without the instances whose embeddings [D,H,W] split into two or more clusters of at least
+    `min_size` pixels when clustered again with mean-shift+ at the finer `bandwidth` (also the merge distance);
+    their pixels become 0 (unlabelled). Touching objects merged at the coarse bandwidth split here."""
+    ids = torch.unique(instance_map)
+    ids = ids[ids > 0]
+    unstable = []
+    for instance in ids:
+        points = embeddings[:, instance_map == instance].T
+        labels = cluster_embeddings(points, "meanshift+", bandwidth, bandwidth, max_points)
+        if int((torch.bincount(labels) >= min_size).sum()) > 1:
+            unstable.append(instance)
+    return _unlabel(instance_map, torch.stack(unstable)) if unstable else instance_map
+
+
 def keep_random_instances(instance_map: Tensor, fraction: float,
                           generator: torch.Generator | None = None) -> Tensor:
     """Instance map [H,W] with each instance kept with probability `fraction`; the others become 0 (unlabelled)."""
