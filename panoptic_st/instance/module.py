@@ -18,6 +18,7 @@ from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, THING_CATEGORIES,
 from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
+    METHODS,
     drop_unconfident_instances,
     drop_unstable_instances,
     instance_predictions,
@@ -86,6 +87,8 @@ class InstanceModule(L.LightningModule):
         if not 0.0 <= cfg.pseudo_label_min_confidence <= 1.0:
             raise ValueError(f"instance.pseudo_label_min_confidence must lie in [0, 1], got "
                              f"{cfg.pseudo_label_min_confidence}")
+        if cfg.clustering not in METHODS:
+            raise ValueError(f"instance.clustering must be one of {METHODS}, got '{cfg.clustering}'")
         if cfg.pseudo_labels not in PSEUDO_LABEL_SOURCES:
             raise ValueError(f"instance.pseudo_labels must be one of {PSEUDO_LABEL_SOURCES}, got '{cfg.pseudo_labels}'")
         if cfg.pseudo_label_stability_bandwidth is not None and cfg.pseudo_label_stability_bandwidth <= 0:
