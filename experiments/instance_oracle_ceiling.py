@@ -13,11 +13,11 @@ import argparse
 import json
 from pathlib import Path
 
+from instance_toy_table import MASKS, MODELS
+
 from panoptic_st.config import load_config
 from panoptic_st.pipeline import DemoSchedule
 from panoptic_st.training import evaluate, train_or_reuse
-
-MASKS = "self-trained semantic"
 
 
 def oracle_ap50(run_dir: Path, data: Path, seed: int, fraction: float) -> float:
@@ -50,7 +50,7 @@ def main() -> None:
     for seed in args.seeds:
         run_dir = args.runs / f"seed{seed}"
         scores = json.loads((run_dir / "instance_scores.json").read_text())
-        cells = [scores[model][MASKS]["ap50"] for model in ("instance_baseline", "instance_self_train")]
+        cells = [scores[model][MASKS[0]]["ap50"] for model in MODELS]
         cells += [oracle_ap50(run_dir, args.data, seed, fraction) for fraction in args.fractions]
         lines.append(f"| {seed} | " + " | ".join(f"{100 * c:.2f}" for c in cells) + " |")
     table = "\n".join(lines)

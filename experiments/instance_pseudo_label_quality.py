@@ -46,11 +46,11 @@ def pseudo_label_counts(module: InstanceModule, images: Subset,
         truth = source_instance_labels(batch["semantic"], batch["instance"], module.classes)
         for b in range(len(semantic)):
             instances, classes = module.cluster(embeddings[b], semantic[b], module.cfg.pseudo_label_max_points)
+            if stability_bandwidth is not None:  # per-instance test, independent of the confidence threshold
+                instances = drop_unstable_instances(instances, embeddings[b], stability_bandwidth,
+                                                    module.cfg.min_size, module.cfg.pseudo_label_max_points)
             for threshold in THRESHOLDS:
                 kept = drop_unconfident_instances(instances, classes, probs[b], threshold)
-                if stability_bandwidth:
-                    kept = drop_unstable_instances(kept, embeddings[b], stability_bandwidth, module.cfg.min_size,
-                                                   module.cfg.pseudo_label_max_points)
                 true, false = match_counts(kept, truth[b])
                 totals[threshold][0] += true
                 totals[threshold][1] += false
@@ -91,7 +91,7 @@ def main() -> None:
     teacher = instance_model(cfg, run / "instance_baseline" / "final.ckpt")
     teacher.semantic_net = semantic_network_from_checkpoint(run / "semantic_self_train" / "final.ckpt").eval()
     train = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"), args.images)
-    stability = f", stability bandwidth {args.stability_bandwidth}" if args.stability_bandwidth else ""
+    stability = "" if args.stability_bandwidth is None else f", stability bandwidth {args.stability_bandwidth}"
     print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images{stability}):")
     print("| min confidence | true | false | precision |\n|---:|---:|---:|---:|")
     for threshold, (true, false) in pseudo_label_counts(teacher, train, args.stability_bandwidth).items():
