@@ -4,7 +4,13 @@ semantic masks (the thesis's upper bound); per-class AP50 too. Trains the demo's
 that finished with the same config, e.g. from `experiments/panoptic_toy_seeds.py`) and prints a Markdown table;
 a seed's scores are saved in its run directory and reused unless `--rescore`.
 
+With `--significance`, also the self-training gain in AP50 (self-trained semantic masks) on the 200 val images
+and on 800 held-out images (toy Cityscapes val images 200-999 of the same generator, written to `--heldout`:
+every setting so far was chosen on the 200), each with a paired bootstrap over images (95% interval, share of
+resamples with a gain).
+
     python experiments/instance_toy_table.py [--seeds 0 1 2] [--data data/toy] [--runs runs/panoptic_seeds]
+        [--significance] [--heldout data/toy_heldout]
 """
 
 from __future__ import annotations
@@ -13,18 +19,27 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import load_config
+from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import CLASS_NAMES, THING_TRAIN_IDS
-from panoptic_st.pipeline import DemoSchedule, ensure_toy_data, run_stages
+from panoptic_st.data.toy import make_toy
+from panoptic_st.evaluation.instance import InstanceAP, InstanceRecords, paired_bootstrap
+from panoptic_st.instance.module import InstanceModule
+from panoptic_st.pipeline import DemoSchedule, ensure_toy_data, instance_model, run_stages
 from panoptic_st.training import evaluate
 
 MODELS = ("instance_baseline", "instance_self_train")
 MASKS = ("self-trained semantic", "ground truth")
 THINGS = [CLASS_NAMES[t] for t in THING_TRAIN_IDS]
+HELDOUT = {"n_source": 0, "n_target": 1, "n_val": 800, "val_start": 200}
 
 
 def score_seed(run_dir: Path, data: Path, seed: int) -> dict:
-    """{model: {masks: {ap, ap50, per_class: {class: ap50}}}} for one seed's trained stages."""
+    """{model: {masks: {ap, ap50, per_class: {class: ap50}, per_class_ap: {class: ap}}}} for one seed's stages."""
     stages = run_stages(run_dir, data, seed, DemoSchedule())
     semantic = stages["semantic_self_train"][1]["checkpoint"]
     scores: dict = {}
@@ -37,12 +52,63 @@ def score_seed(run_dir: Path, data: Path, seed: int) -> dict:
             metrics = evaluate(cfg, stages[model][1]["checkpoint"])["metrics"]
             scores.setdefault(model, {})[masks] = {
                 "ap": metrics["val/ap"], "ap50": metrics["val/ap50"],
-                "per_class": {c: metrics.get(f"val/ap50/{c}", float("nan")) for c in THINGS}}
+                "per_class": {c: metrics.get(f"val/ap50/{c}", float("nan")) for c in THINGS},
+                "per_class_ap": {c: metrics.get(f"val/ap/{c}", float("nan")) for c in THINGS}}
     return scores
 
 
+@torch.no_grad()
+def image_records(module: InstanceModule, dataset: Dataset, ground_truth_masks: bool = False,
+                  batch_size: int = 10) -> list[InstanceRecords]:
+    """AP match records of each image, the module's instances clustered inside its semantic network's masks
+    (or inside the ground-truth semantic masks)."""
+    metric, records = InstanceAP(thing_ids=module.classes, min_region_size=None), []
+    for batch in DataLoader(dataset, batch_size=batch_size):
+        preds = module.predict_instances(batch["image"], batch["semantic"] if ground_truth_masks else None)
+        for pred, semantic, instance in zip(preds, batch["semantic"], batch["instance"]):
+            records.append(metric.records({"masks": pred["masks"], "labels": pred["classes"],
+                                           "scores": pred["scores"]}, {"semantic": semantic, "instance": instance}))
+    return records
+
+
+def significance_seed(run_dir: Path, splits: dict[str, Path], seed: int) -> dict:
+    """{split: paired_bootstrap of the self-training gain (self-trained semantic masks)} for one seed."""
+    cfg = load_config("toy/instance_baseline", [f"seed={seed}"])
+    semantic = semantic_network_from_checkpoint(run_dir / "semantic_self_train" / "final.ckpt").eval()
+    result = {}
+    for split, root in splits.items():
+        dataset = CityscapesDataset(root / "cityscapes", "val")
+        records = []
+        for model in MODELS:
+            module = instance_model(cfg, run_dir / model / "final.ckpt")
+            module.semantic_net = semantic
+            records.append(image_records(module, dataset))
+        result[split] = {"images": len(dataset), **paired_bootstrap(*records, num_classes=len(THING_TRAIN_IDS))}
+    return result
+
+
+def significance_table(results: dict[int, dict]) -> str:
+    lines = ["| seed | split | images | AP50 baseline | AP50 self-trained | gain | 95% interval | P(gain > 0) |",
+             "|---:|---|---:|---:|---:|---:|---|---:|"]
+    for seed, splits in sorted(results.items()):
+        for split, r in splits.items():
+            lines.append(f"| {seed} | {split} | {r['images']} | {100 * r['ap_a']:.2f} | {100 * r['ap_b']:.2f} | "
+                         f"{100 * r['difference']:+.2f} | {100 * r['low']:+.2f} .. {100 * r['high']:+.2f} | "
+                         f"{r['p_better']:.3f} |")
+    return "\n".join(lines)
+
+
+def saved_or_computed(path: Path, rescore: bool, compute) -> dict:
+    """The JSON saved at `path`, unless absent or `rescore`; then `compute()`, saved there."""
+    if path.is_file() and not rescore:
+        return json.loads(path.read_text())
+    result = compute()
+    path.write_text(json.dumps(result, indent=2))
+    return result
+
+
 def tables(scores: dict[int, dict]) -> str:
-    """Per seed AP/AP50 table, then per-class AP50 averaged over seeds."""
+    """Per seed AP/AP50 table, then per-class AP50 and per-class AP, each averaged over seeds."""
     seeds = sorted(scores)
     lines = ["| model | semantic masks | " + " | ".join(f"AP50 seed {s}" for s in seeds) + " | AP (mean) |",
              "|---|---|" + "---:|" * (len(seeds) + 1)]
@@ -52,11 +118,13 @@ def tables(scores: dict[int, dict]) -> str:
             mean_ap = sum(r["ap"] for r in row) / len(row)
             lines.append(f"| {model} | {masks} | " + " | ".join(f"{100 * r['ap50']:.2f}" for r in row)
                          + f" | {100 * mean_ap:.2f} |")
-    lines += ["", "| model | semantic masks | " + " | ".join(THINGS) + " |", "|---|---|" + "---:|" * len(THINGS)]
-    for model in MODELS:
-        for masks in MASKS:
-            means = [sum(scores[s][model][masks]["per_class"][c] for s in seeds) / len(seeds) for c in THINGS]
-            lines.append(f"| {model} | {masks} | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |")
+    for key, title in (("per_class", "AP50"), ("per_class_ap", "AP")):
+        lines += ["", f"Per-class {title}, mean of the seeds:", "",
+                  "| model | semantic masks | " + " | ".join(THINGS) + " |", "|---|---|" + "---:|" * len(THINGS)]
+        for model in MODELS:
+            for masks in MASKS:
+                means = [sum(scores[s][model][masks][key][c] for s in seeds) / len(seeds) for c in THINGS]
+                lines.append(f"| {model} | {masks} | " + " | ".join(f"{100 * m:.1f}" for m in means) + " |")
     return "\n".join(lines)
 
 
@@ -66,22 +134,30 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("data/toy"))
     parser.add_argument("--runs", type=Path, default=Path("runs/panoptic_seeds"))
     parser.add_argument("--rescore", action="store_true", help="re-evaluate seeds that already have scores")
+    parser.add_argument("--significance", action="store_true",
+                        help="paired bootstrap of the self-training gain on val and on held-out images")
+    parser.add_argument("--heldout", type=Path, default=Path("data/toy_heldout"))
     args = parser.parse_args()
     ensure_toy_data(args.data, seed=0, quick=False)
-    scores = {}
-    for seed in args.seeds:
-        saved = args.runs / f"seed{seed}" / "instance_scores.json"
-        if saved.is_file() and not args.rescore:
-            scores[seed] = json.loads(saved.read_text())
-            continue
-        scores[seed] = score_seed(args.runs / f"seed{seed}", args.data, seed)
-        saved.write_text(json.dumps(scores[seed], indent=2))
+    scores = {seed: saved_or_computed(args.runs / f"seed{seed}" / "instance_scores.json", args.rescore,
+                                      lambda seed=seed: score_seed(args.runs / f"seed{seed}", args.data, seed))
+              for seed in args.seeds}
     text = tables(scores)
     gains = {s: scores[s]["instance_self_train"][MASKS[0]]["ap50"] - scores[s]["instance_baseline"][MASKS[0]]["ap50"]
              for s in scores}
     print("\nInstance segmentation on toy Cityscapes val (AP in %):\n" + text)
     print("\nAP50 gain of self-training (self-trained semantic masks, points): "
           + json.dumps({s: round(100 * g, 2) for s, g in gains.items()}))
+    if args.significance:
+        if not (args.heldout / "cityscapes" / "val.txt").is_file():
+            make_toy(args.heldout, seed=0, **HELDOUT)
+        splits = {"val": args.data, "held-out": args.heldout}
+        results = {seed: saved_or_computed(args.runs / f"seed{seed}" / "instance_significance.json", args.rescore,
+                                           lambda seed=seed: significance_seed(args.runs / f"seed{seed}", splits,
+                                                                               seed))
+                   for seed in args.seeds}
+        text += "\n\nSelf-training gain in AP50, paired bootstrap over images (points):\n" + significance_table(results)
+        print("\n" + text.split("\n\n")[-1])
     (args.runs / "instance_table.md").write_text(text + "\n")
 
 

@@ -47,3 +47,13 @@ def test_make_toy_cli_writes_the_three_datasets(tmp_path, capsys):
     assert main(args) == 0
     assert {p.name for p in out.iterdir()} >= {"synthia", "gta5", "cityscapes"}
     assert f"in {out}" in capsys.readouterr().out
+
+
+def test_make_toy_cli_writes_a_held_out_val_split_from_val_start(tmp_path):
+    out = tmp_path / "heldout"
+    args = ["data", "make-toy", "--out", str(out), "--n-source", "0", "--n-target", "1", "--n-val", "2",
+            "--val-start", "3", "--height", "32", "--width", "64", "--workers", "1"]
+    assert main(args) == 0
+    assert (out / "cityscapes" / "val.txt").read_text().split() == [
+        "leftImg8bit/val/frankfurt/frankfurt_000001_000019_leftImg8bit.png",
+        "leftImg8bit/val/lindau/lindau_000001_000019_leftImg8bit.png"]

@@ -16,6 +16,7 @@ from panoptic_st.evaluation.instance import (
     InstanceAP,
     average_precision,
     evaluate_instances,
+    paired_bootstrap,
     scaled_min_region_size,
 )
 
@@ -83,6 +84,39 @@ def test_merged_states_equal_one_pass(fx):
     merged = a.compute()
     assert merged["ap"] == pytest.approx(whole["ap"], abs=1e-12)
     assert torch.allclose(merged["ap_matrix"], whole["ap_matrix"], equal_nan=True)
+
+
+def _records(fx, perfect: bool = False) -> list:
+    """Per-image match records of the fixture's predictions, or of predictions equal to the ground truth."""
+    metric, records = InstanceAP(), []
+    for im in fx.images:
+        c = to_contract(im)
+        if perfect:
+            pairs = torch.unique(torch.stack([c["semantic"], c["instance"]]).flatten(1), dim=1).T.tolist()
+            objects = [(cls, i) for cls, i in pairs if i > 0]  # instance ids count per class
+            masks = torch.stack([(c["semantic"] == cls) & (c["instance"] == i) for cls, i in objects])
+            pred = {"masks": masks, "labels": torch.tensor([cls for cls, _ in objects]),
+                    "scores": torch.ones(len(objects))}
+        else:
+            pred = {"masks": c["pred_masks"], "labels": c["pred_labels"], "scores": c["pred_scores"]}
+        records.append(metric.records(pred, {"semantic": c["semantic"], "instance": c["instance"]}))
+    return records
+
+
+def test_paired_bootstrap_scores_equal_the_metric_and_a_model_against_itself_gains_nothing(fx):
+    records = _records(fx)
+    result = paired_bootstrap(records, records, len(THING_TRAIN_IDS), samples=50)
+    assert result["ap_a"] == pytest.approx(float(_metric(fx).compute()["ap50"]), abs=1e-12)
+    assert result["difference"] == result["low"] == result["high"] == result["p_better"] == 0.0
+
+
+def test_paired_bootstrap_finds_a_better_model_better_on_every_resample(fx):
+    worse, better = _records(fx), _records(fx, perfect=True)
+    result = paired_bootstrap(worse, better, len(THING_TRAIN_IDS), samples=200)
+    assert result["ap_b"] == 1.0 and result["ap_a"] < 0.9
+    assert 0.0 < result["low"] <= result["difference"] <= result["high"] and result["p_better"] == 1.0
+    with pytest.raises(ValueError, match="same non-zero number"):
+        paired_bootstrap(worse, better[:-1], len(THING_TRAIN_IDS))
 
 
 def test_instance_map_input_equals_masks(fx):

@@ -45,6 +45,21 @@ def test_same_seed_gives_identical_files_for_any_worker_count(tmp_path):
     assert all(a[k] != c[k] for k in images if "RGB" in k or "images" in k or "leftImg8bit" in k)
 
 
+def test_val_start_writes_the_following_val_images_and_none_of_the_default_ones(tmp_path):
+    kw = {"n_source": 1, "n_target": 1, "workers": 1, "progress": False, **SIZE}
+    make_toy(tmp_path / "val", seed=0, n_val=5, **kw)
+    make_toy(tmp_path / "heldout", seed=0, n_val=3, val_start=3, **kw)
+    val, heldout = (_checksums(tmp_path / n / "cityscapes" / "leftImg8bit" / "val") for n in ("val", "heldout"))
+    listed = (tmp_path / "heldout" / "cityscapes" / "val.txt").read_text().split()
+    assert len(heldout) == 3 and sorted(listed) == sorted(f"leftImg8bit/val/{k}" for k in heldout)
+    assert set(heldout) & set(val) == {"frankfurt/frankfurt_000001_000019_leftImg8bit.png",
+                                       "lindau/lindau_000001_000019_leftImg8bit.png"}  # images 3 and 4 of both
+    assert all(heldout[k] == val[k] for k in set(heldout) & set(val))
+    make_toy(tmp_path / "small", seed=0, n_val=3, **kw)
+    small = _checksums(tmp_path / "small" / "cityscapes" / "leftImg8bit" / "val")
+    assert not set(small) & set(heldout)
+
+
 def test_official_panoptic_conversion_lists_every_val_image(toy):
     panoptic = json.loads((toy / "cityscapes" / "gtFine" / "cityscapes_panoptic_val.json").read_text())
     val = sorted((toy / "cityscapes" / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))

@@ -267,6 +267,51 @@ def summarize_instances(ap: np.ndarray, class_names: Sequence, overlaps: np.ndar
     }
 
 
+def records_at_threshold(records: InstanceRecords, thr: int) -> InstanceRecords:
+    """The records of one IoU threshold index only (a single-threshold ``InstanceRecords``)."""
+    rows = records.thr == thr
+    return InstanceRecords(records.cls[rows], np.zeros(int(rows.sum()), np.int64), records.true[rows],
+                           records.score[rows], records.hard_fn[:, thr : thr + 1], records.n_gt, records.n_pred)
+
+
+def mean_ap(records: Sequence[InstanceRecords], num_classes: int) -> float:
+    """Class-mean AP of single-threshold image records (classes without GT left out, as the official mean)."""
+    ap = ap_matrix(InstanceRecords.concatenate(records, num_classes, 1), num_classes, 1)
+    return float(np.nanmean(ap)) if np.isfinite(ap).any() else float("nan")
+
+
+def paired_bootstrap(
+    records_a: Sequence[InstanceRecords],
+    records_b: Sequence[InstanceRecords],
+    num_classes: int,
+    overlap: float = 0.5,
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict:
+    """AP at IoU ``overlap`` of two models on the same images and a paired bootstrap over images of b - a.
+
+    Images are resampled with replacement (the same draw for both models) ``samples`` times. Returns ``ap_a``,
+    ``ap_b``, ``difference`` (on all images), ``low`` and ``high`` (the 2.5 and 97.5 percentiles of the resampled
+    differences) and ``p_better`` (the share of resamples in which b scores higher).
+    """
+    if len(records_a) != len(records_b) or not records_a:
+        raise ValueError(f"paired_bootstrap needs the same non-zero number of images, got {len(records_a)} and "
+                         f"{len(records_b)}")
+    thr = int(np.flatnonzero(np.isclose(OVERLAPS, overlap))[0])
+    a = [records_at_threshold(r, thr) for r in records_a]
+    b = [records_at_threshold(r, thr) for r in records_b]
+    rng = np.random.default_rng(seed)
+    n = len(a)
+    diffs = np.empty(samples)
+    for k in range(samples):
+        draw = rng.integers(0, n, n)
+        diffs[k] = mean_ap([b[i] for i in draw], num_classes) - mean_ap([a[i] for i in draw], num_classes)
+    ap_a, ap_b = mean_ap(a, num_classes), mean_ap(b, num_classes)
+    low, high = np.percentile(diffs, [2.5, 97.5])
+    return {"ap_a": ap_a, "ap_b": ap_b, "difference": ap_b - ap_a, "low": float(low), "high": float(high),
+            "p_better": float(np.mean(diffs > 0))}
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # torchmetrics metric on the project's tensors
 
@@ -351,21 +396,25 @@ class InstanceAP(Metric):
         div = int(inst.max(initial=0)) + 1
         return gt_index, seg_keys // div, seg_keys % div == 0, counts[first:], void
 
+    def records(self, pred: Mapping, target: Mapping) -> InstanceRecords:
+        """Match records of one image, as ``update`` accumulates them (e.g. for ``paired_bootstrap``)."""
+        gt_index, gt_class, gt_group, gt_size, void = self._target(target)
+        labels = _numpy(pred["labels"]).astype(np.int64).reshape(-1)
+        scores = _numpy(pred["scores"]).astype(np.float64).reshape(-1)
+        pixels = _prediction_pixels(pred, len(labels))
+        cls = self._class_index[np.clip(labels, 0, 255)]
+        keep = [k for k in range(len(labels)) if 0 <= labels[k] < 256 and cls[k] >= 0]
+        return image_records(
+            gt_index, gt_class, gt_group, gt_size, void,
+            [pixels[k] for k in keep], cls[keep], scores[keep],
+            len(self.thing_ids), OVERLAPS, self.min_region_size or scaled_min_region_size(*gt_index.shape),
+        )  # fmt: skip
+
     def update(self, preds: Sequence[Mapping], targets: Sequence[Mapping]) -> None:
         if len(preds) != len(targets):
             raise ValueError(f"{len(preds)} predictions but {len(targets)} targets")
         for pred, target in zip(preds, targets):
-            gt_index, gt_class, gt_group, gt_size, void = self._target(target)
-            labels = _numpy(pred["labels"]).astype(np.int64).reshape(-1)
-            scores = _numpy(pred["scores"]).astype(np.float64).reshape(-1)
-            pixels = _prediction_pixels(pred, len(labels))
-            cls = self._class_index[np.clip(labels, 0, 255)]
-            keep = [k for k in range(len(labels)) if 0 <= labels[k] < 256 and cls[k] >= 0]
-            rec = image_records(
-                gt_index, gt_class, gt_group, gt_size, void,
-                [pixels[k] for k in keep], cls[keep], scores[keep],
-                len(self.thing_ids), OVERLAPS, self.min_region_size or scaled_min_region_size(*gt_index.shape),
-            )  # fmt: skip
+            rec = self.records(pred, target)
             self.rec_cls.append(torch.as_tensor(rec.cls, device=self.device))
             self.rec_thr.append(torch.as_tensor(rec.thr, device=self.device))
             self.rec_true.append(torch.as_tensor(rec.true, device=self.device))
