@@ -31,6 +31,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     toy.add_argument("--n-val", type=int, default=None, help="Cityscapes val images")
     toy.add_argument("--val-start", type=int, default=0,
                      help="index of the first val image (200: a held-out split beside the default val)")
+    toy.add_argument("--object-texture", type=float, default=0.0,
+                     help="stripe amplitude on the things of the Cityscapes-style images (an instance domain gap)")
     toy.add_argument("--height", type=int, default=None, help="image height in pixels")
     toy.add_argument("--width", type=int, default=None, help="image width in pixels")
     toy.add_argument("--workers", type=int, default=2, help="worker processes")
@@ -97,7 +99,8 @@ def cmd_make_toy(args: argparse.Namespace) -> int:
 
     sizes = {k: v for k, v in (("n_source", args.n_source), ("n_target", args.n_target), ("n_val", args.n_val),
                                ("height", args.height), ("width", args.width)) if v is not None}
-    make_toy(Path(args.out), seed=args.seed, workers=args.workers, val_start=args.val_start, **sizes)
+    make_toy(Path(args.out), seed=args.seed, workers=args.workers, val_start=args.val_start,
+             object_texture=args.object_texture, **sizes)
     return 0
 
 

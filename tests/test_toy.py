@@ -60,6 +60,23 @@ def test_val_start_writes_the_following_val_images_and_none_of_the_default_ones(
     assert not set(small) & set(heldout)
 
 
+def test_object_texture_stripes_only_the_things_of_the_cityscapes_style_images(tmp_path):
+    kw = {"n_source": 2, "n_target": 4, "n_val": 2, "workers": 1, "progress": False, **SIZE}
+    make_toy(tmp_path / "plain", seed=0, **kw)
+    make_toy(tmp_path / "striped", seed=0, object_texture=0.35, **kw)
+    plain, striped = _checksums(tmp_path / "plain"), _checksums(tmp_path / "striped")
+    changed = {k for k in plain if plain[k] != striped[k]} - {"README.md"}
+    assert changed and all("leftImg8bit" in k for k in changed)  # labels and source images are unchanged
+    assert "striped (amplitude 0.35)" in (tmp_path / "striped" / "README.md").read_text()
+    for name in changed:
+        a = np.asarray(Image.open(tmp_path / "plain" / name), np.int16)
+        b = np.asarray(Image.open(tmp_path / "striped" / name), np.int16)
+        gt = name.replace("leftImg8bit/", "gtFine/").replace("_leftImg8bit.png", "_gtFine_instanceIds.png")
+        things = np.asarray(Image.open(tmp_path / "plain" / gt)) >= 1000
+        differs = np.abs(a - b).max(axis=2) > 12  # beyond what blur spreads across an object's border
+        assert differs[things].mean() > 0.2 and differs[~things].mean() < 0.02
+
+
 def test_official_panoptic_conversion_lists_every_val_image(toy):
     panoptic = json.loads((toy / "cityscapes" / "gtFine" / "cityscapes_panoptic_val.json").read_text())
     val = sorted((toy / "cityscapes" / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png"))
