@@ -28,7 +28,7 @@ from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import CLASS_NAMES, THING_TRAIN_IDS
 from panoptic_st.data.toy import make_toy
 from panoptic_st.evaluation.instance import InstanceAP, InstanceRecords, paired_bootstrap
-from panoptic_st.instance.module import InstanceModule
+from panoptic_st.instance.module import InstanceModule, ap_prediction
 from panoptic_st.pipeline import DemoSchedule, ensure_toy_data, instance_model, run_stages
 from panoptic_st.training import evaluate
 
@@ -66,8 +66,7 @@ def image_records(module: InstanceModule, dataset: Dataset, ground_truth_masks: 
     for batch in DataLoader(dataset, batch_size=batch_size):
         preds = module.predict_instances(batch["image"], batch["semantic"] if ground_truth_masks else None)
         for pred, semantic, instance in zip(preds, batch["semantic"], batch["instance"]):
-            records.append(metric.records({"masks": pred["masks"], "labels": pred["classes"],
-                                           "scores": pred["scores"]}, {"semantic": semantic, "instance": instance}))
+            records.append(metric.records(ap_prediction(pred), {"semantic": semantic, "instance": instance}))
     return records
 
 
@@ -88,6 +87,7 @@ def significance_seed(run_dir: Path, splits: dict[str, Path], seed: int) -> dict
 
 
 def significance_table(results: dict[int, dict]) -> str:
+    """Markdown rows of `significance_seed` results, one per seed and split."""
     lines = ["| seed | split | images | AP50 baseline | AP50 self-trained | gain | 95% interval | P(gain > 0) |",
              "|---:|---|---:|---:|---:|---:|---|---:|"]
     for seed, splits in sorted(results.items()):

@@ -21,6 +21,7 @@ from panoptic_st.data.labels import CLASS_NAMES, NUM_CLASSES, PROTOCOLS
 from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.evaluation.panoptic import PanopticQuality, panoptic_from_semantic_instance
 from panoptic_st.evaluation.semantic import SemanticIoU
+from panoptic_st.instance.module import ap_prediction
 from panoptic_st.panoptic.merge import merge_panoptic
 from panoptic_st.semantic.pseudo_labels import normalize
 from panoptic_st.training import load_weights, train_or_reuse
@@ -128,7 +129,7 @@ def evaluate_panoptic(semantic_ckpt: str, instance_cfg: ExperimentConfig, instan
         semantic = probs.argmax(dim=1)
         predictions = instances.predict_instances(batch["image"], semantic, probs)
         miou.update(semantic, batch["semantic"])
-        ap.update([{"masks": p["masks"], "labels": p["classes"], "scores": p["scores"]} for p in predictions],
+        ap.update([ap_prediction(p) for p in predictions],
                   [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
         for b, pred in enumerate(predictions):
             panoptic = merge_panoptic(semantic[b], pred["instances"])

@@ -237,7 +237,7 @@ class InstanceModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         semantic = None if self.semantic_net is not None else batch["semantic"]
         preds = self.predict_instances(batch["image"], semantic)
-        self.val_ap.update([{"masks": p["masks"], "labels": p["classes"], "scores": p["scores"]} for p in preds],
+        self.val_ap.update([ap_prediction(p) for p in preds],
                            [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
 
     def on_validation_epoch_end(self) -> None:
@@ -256,6 +256,11 @@ class InstanceModule(L.LightningModule):
         steps = max(int(self.trainer.max_steps), 1) if self.trainer else 1
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def ap_prediction(result: dict) -> dict:
+    """The `InstanceAP` prediction mapping (masks, labels, scores) of one `predict_instances` result."""
+    return {"masks": result["masks"], "labels": result["classes"], "scores": result["scores"]}
 
 
 def _one_hot(semantic: Tensor, num_classes: int) -> Tensor:
