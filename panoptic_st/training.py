@@ -111,7 +111,8 @@ def _scalars(metrics: dict) -> dict:
 
 
 def train(cfg: ExperimentConfig) -> dict:
-    """Run one training stage; writes `final.ckpt`, `metrics.json` and the config into `cfg.output_dir`."""
+    """Run one training stage; writes `final.ckpt` (weights only: the optimizer state stays in
+    `checkpoints/last.ckpt`, for resuming), `metrics.json` and the config into `cfg.output_dir`."""
     out = _setup_run(cfg)
     module = build_module(cfg)
     branch = cfg.semantic if cfg.stage == "semantic" else cfg.instance
@@ -128,7 +129,7 @@ def train(cfg: ExperimentConfig) -> dict:
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
     final = out / "final.ckpt"
-    trainer.save_checkpoint(final, weights_only=False)
+    trainer.save_checkpoint(final, weights_only=True)
     metrics = _scalars(trainer.callback_metrics)
     result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
     if trainer.is_global_zero:

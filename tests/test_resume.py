@@ -67,7 +67,11 @@ def test_self_training_resumed_after_a_crash_ends_like_an_uninterrupted_run(toy_
         assert torch.equal(value, again["state_dict"][key]), key
     assert any(k.startswith("teacher.net.") for k in full["state_dict"])
     assert bool(full["state_dict"]["prior.initialised"])
-    for a, b in zip(full["optimizer_states"][0]["state"].values(), again["optimizer_states"][0]["state"].values()):
+    full_last = load_checkpoint_state(tmp_path / "full" / "checkpoints" / "last.ckpt")
+    again_last = load_checkpoint_state(crashed_dir / "checkpoints" / "last.ckpt")
+    assert full_last["global_step"] == again_last["global_step"] == 4  # saved every 2 steps, after the resume
+    for a, b in zip(full_last["optimizer_states"][0]["state"].values(),
+                    again_last["optimizer_states"][0]["state"].values()):
         for name in a:
             assert torch.equal(a[name], b[name]), name
     assert uninterrupted["metrics"]["val/miou19"] == resumed["metrics"]["val/miou19"]
