@@ -70,16 +70,18 @@ def image_records(module: InstanceModule, dataset: Dataset, ground_truth_masks: 
     return records
 
 
-def significance_seed(run_dir: Path, splits: dict[str, Path], seed: int) -> dict:
-    """{split: paired_bootstrap of the self-training gain (self-trained semantic masks)} for one seed."""
+def significance_seed(run_dir: Path, splits: dict[str, Path], seed: int,
+                      checkpoints: tuple[Path, Path] | None = None) -> dict:
+    """{split: paired_bootstrap of the AP50 gain of the second checkpoint over the first (default: the seed's
+    instance baseline and self-trained model), both in the self-trained semantic masks} for one seed."""
     cfg = load_config("toy/instance_baseline", [f"seed={seed}"])
     semantic = semantic_network_from_checkpoint(run_dir / "semantic_self_train" / "final.ckpt").eval()
     result = {}
     for split, root in splits.items():
         dataset = CityscapesDataset(root / "cityscapes", "val")
         records = []
-        for model in MODELS:
-            module = instance_model(cfg, run_dir / model / "final.ckpt")
+        for checkpoint in checkpoints or [run_dir / model / "final.ckpt" for model in MODELS]:
+            module = instance_model(cfg, checkpoint)
             module.semantic_net = semantic
             records.append(image_records(module, dataset))
         result[split] = {"images": len(dataset), **paired_bootstrap(*records, num_classes=len(THING_TRAIN_IDS))}

@@ -105,6 +105,12 @@ class InstanceConfig:
     dice_weight: float = 1.0
     unlabelled_push_weight: float = 1.0
     consistency_weight: float = 0.1
+    # The momentum network's view for the consistency loss is the input rotated by a uniform angle in
+    # [0, consistency_max_angle) degrees (SPOCO: 180; 0 gives it the student's own view).
+    consistency_max_angle: float = 180.0
+    # Self-training keeps the student's BatchNorm layers frozen at the initial (source) statistics, as the semantic
+    # branch's SAC does; False lets them follow the target batches.
+    freeze_batchnorm: bool = False
     teacher_momentum: float = 0.999
     margin_epsilon: float = 0.0
     margin_decay: float = 1e-3

@@ -232,3 +232,10 @@ def test_sample_angles_range():
     assert angles.shape == (1000,)
     assert angles.min() >= 0.0 and angles.max() < 180.0
     assert angles.max() - angles.min() > 170.0
+
+
+def test_sample_angles_max_angle_bounds_the_range():
+    angles = sample_angles(1000, torch.Generator().manual_seed(0), max_angle=30.0)
+    assert angles.min() >= 0.0 and angles.max() < 30.0
+    assert angles.max() - angles.min() > 28.0
+    assert sample_angles(5, max_angle=0.0).eq(0.0).all()

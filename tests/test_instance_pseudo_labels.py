@@ -183,7 +183,8 @@ def test_oracle_keeps_whole_instances_at_the_given_rate():
 
 
 @pytest.mark.parametrize("override", [{"pseudo_labels": "gt"}, {"oracle_fraction": 0.0}, {"oracle_fraction": 1.5},
-                                      {"pseudo_label_stability_bandwidth": 0.0}, {"clustering": "kmeans"}])
+                                      {"pseudo_label_stability_bandwidth": 0.0}, {"clustering": "kmeans"},
+                                      {"consistency_max_angle": -1.0}, {"consistency_max_angle": 400.0}])
 def test_invalid_pseudo_label_options_are_refused(override):
     from panoptic_st.config import InstanceConfig
     from panoptic_st.instance.module import InstanceModule

@@ -177,6 +177,22 @@ def test_oracle_self_training_learns_from_target_ground_truth(baseline, common, 
     assert "train/target_loss" in metrics
 
 
+@pytest.mark.parametrize("frozen", [True, False])
+def test_self_training_freezes_batchnorm_only_when_asked(frozen, baseline, common, tmp_path):
+    [(_, init)] = baseline.items()
+    cfg = load_config("toy/instance_selftrain", [*common, f"output_dir={tmp_path}", f"instance.freeze_batchnorm={frozen}",
+                                                 f"instance.init_checkpoint={init['checkpoint']}"])
+    before = load_checkpoint_state(init["checkpoint"])["state_dict"]
+    after = load_checkpoint_state(train(cfg)["checkpoint"])["state_dict"]
+    bn = [k for k in before if k.startswith("net.") and k.endswith("running_mean")]
+    assert bn
+    assert all(torch.equal(before[k], after[k]) for k in bn) == frozen
+    affine = [k.replace("running_mean", "weight") for k in bn]
+    assert all(torch.equal(before[k], after[k]) for k in affine) == frozen
+    convs = [k for k in before if k.startswith("net.") and k.endswith("weight") and before[k].dim() == 4]
+    assert not all(torch.equal(before[k], after[k]) for k in convs)
+
+
 def fake_result(instances: torch.Tensor, classes: list[int], scores: list[float]) -> dict:
     ids = torch.arange(1, len(classes) + 1)
     return {"instances": instances, "masks": instances[None] == ids[:, None, None],

@@ -344,6 +344,6 @@ def rotate_back(embeddings: Tensor, angle_deg: float | Tensor) -> tuple[Tensor, 
     return back, valid
 
 
-def sample_angles(batch_size: int, generator: torch.Generator | None = None) -> Tensor:
-    """Uniform random rotation angles in [0, 180) degrees, one per image."""
-    return torch.rand(batch_size, generator=generator) * 180.0
+def sample_angles(batch_size: int, generator: torch.Generator | None = None, max_angle: float = 180.0) -> Tensor:
+    """Uniform random rotation angles in [0, max_angle) degrees, one per image (SPOCO: [0, 180))."""
+    return torch.rand(batch_size, generator=generator) * max_angle

@@ -26,6 +26,7 @@ from panoptic_st.instance.pseudo_labels import (
     keep_random_instances,
     postprocess_instances,
 )
+from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.models.unet import build_embedding_unet
 from panoptic_st.semantic.pseudo_labels import normalize
@@ -94,6 +95,8 @@ class InstanceModule(L.LightningModule):
         if cfg.pseudo_label_stability_bandwidth is not None and cfg.pseudo_label_stability_bandwidth <= 0:
             raise ValueError(f"instance.pseudo_label_stability_bandwidth must be positive or null, got "
                              f"{cfg.pseudo_label_stability_bandwidth}")
+        if not 0.0 <= cfg.consistency_max_angle <= 360.0:
+            raise ValueError(f"instance.consistency_max_angle must lie in [0, 360], got {cfg.consistency_max_angle}")
         if not 0.0 < cfg.oracle_fraction <= 1.0:
             raise ValueError(f"instance.oracle_fraction must lie in (0, 1], got {cfg.oracle_fraction}")
         self.cfg = cfg
@@ -102,6 +105,8 @@ class InstanceModule(L.LightningModule):
         self.save_hyperparameters({"branch": "instance", "encoder": encoder, "embedding_dim": cfg.embedding_dim,
                                    "classes": list(self.classes), "mode": cfg.mode})
         self.net = build_embedding_unet(encoder, cfg.embedding_dim, cfg.encoder_weights_file)
+        if cfg.mode == "self_train" and cfg.freeze_batchnorm:
+            freeze_batchnorm(self.net)
         self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, interval=1)
         self.semantic_net = (semantic_network_from_checkpoint(cfg.semantic_checkpoint)
                              if cfg.semantic_checkpoint else None)
@@ -137,7 +142,7 @@ class InstanceModule(L.LightningModule):
         self.media_sample = {"image": images[0].detach(), "labels": labels[0], "embeddings": emb[0].detach()}
         emb_g = valid = None
         if consistency and cfg.consistency_weight > 0:
-            angles = sample_angles(images.shape[0]).to(images.device)
+            angles = sample_angles(images.shape[0], max_angle=cfg.consistency_max_angle).to(images.device)
             emb_g, valid = rotate_back(self.teacher(normalize(rotate(images, angles))), angles)
         eps = margin_epsilon(self.global_step, cfg.margin_epsilon, cfg.margin_decay)
         return spoco_loss(emb, labels, emb_g, valid, delta_v=cfg.delta_v, delta_d=cfg.delta_d, epsilon=eps,
