@@ -7,10 +7,10 @@ import torchvision.transforms.v2.functional as TF
 
 from panoptic_st.semantic.pseudo_labels import (
     ClassPrior,
-    _max_over_classes,
     adaptive_thresholds,
     fuse_views,
     make_views,
+    max_over_classes,
     normalize,
     photometric_noise,
     pseudo_labels,
@@ -260,17 +260,17 @@ def test_pseudo_labels_threshold_is_strict():
     assert labels.tolist() == [[[IGN, 0]]]
 
 
-def test_max_over_classes_is_torch_max_with_ties_zeros_and_nans():
+def testmax_over_classes_is_torch_max_with_ties_zeros_and_nans():
     probs = torch.rand(3, 19, 6, 8, generator=torch.Generator().manual_seed(0))
     probs = (probs * 4).round() / 4  # many ties: the first maximal class wins
     probs[1, :, :2] = 0.0
     probs[2, 3:6, 4, 4] = 1.0
     expected = probs.max(dim=1)
-    confidence, argmax = _max_over_classes(probs)
+    confidence, argmax = max_over_classes(probs)
     assert torch.equal(confidence, expected.values) and torch.equal(argmax, expected.indices)
     probs[0, [4, 7], 1, 1] = float("nan")  # NaN is maximal; its first index
     expected = probs.max(dim=1)
-    confidence, argmax = _max_over_classes(probs)
+    confidence, argmax = max_over_classes(probs)
     assert torch.equal(argmax, expected.indices) and int(argmax[0, 1, 1]) == 4
     assert torch.equal(confidence.nan_to_num(-1.0), expected.values.nan_to_num(-1.0))
 

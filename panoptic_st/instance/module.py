@@ -29,7 +29,7 @@ from panoptic_st.instance.pseudo_labels import (
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.models.unet import build_embedding_unet
-from panoptic_st.semantic.pseudo_labels import normalize
+from panoptic_st.semantic.pseudo_labels import max_over_classes, normalize
 
 MODES = ("baseline", "self_train")
 PSEUDO_LABEL_SOURCES = ("teacher", "ground_truth")
@@ -154,7 +154,7 @@ class InstanceModule(L.LightningModule):
     def semantic_masks(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(argmax trainIds [B, H, W], probabilities [B, C, H, W]) of the frozen semantic network."""
         probs = self.semantic_net(normalize(images)).softmax(dim=1)
-        return probs.argmax(dim=1), probs
+        return max_over_classes(probs)[1], probs
 
     @torch.no_grad()
     def pseudo_labels(self, images: Tensor) -> Tensor:
