@@ -1,5 +1,8 @@
 """The readers decode the real on-disk formats into the item contract."""
 
+import os
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -79,6 +82,20 @@ def test_cityscapes_reader_keeps_thing_instances_and_drops_crowd(tmp_path):
     assert item["semantic"].tolist() == [[0, 13, 13, 11, 11]]
     assert item["instance"].tolist() == [[0, 2, 3, 0, 1]]  # per-image ids 1..N; the crowd group (24) is 0
     assert item["meta"]["name"] == stem
+
+
+def test_mixed_split_of_a_read_only_gta_root_is_cached_in_the_user_cache(tmp_path, monkeypatch):
+    gta = tmp_path / "gta5"
+    _rgb(gta / "images" / "00001.png", 1, 3)
+    _gta_label(gta / "labels" / "00001.png", [[27, 31, 7]])
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if Path(path) == gta else real_access(path, mode))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    split = gta5_truck_train_split(gta, progress=False)
+    assert split.parent == tmp_path / "cache" / "panoptic_st"
+    assert split.read_text().split() == ["images/00001.png"]
+    assert not (gta / "mixed_truck_train.txt").exists()
+    assert gta5_truck_train_split(gta, progress=False) == split
 
 
 def test_mixed_split_contains_only_gta_images_with_truck_and_train(tmp_path):

@@ -6,6 +6,8 @@ scanning the GTA5 labels once; the result is cached as a split file (one image p
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +30,22 @@ def has_all_classes(semantic: np.ndarray, classes: tuple[int, ...] = REQUIRED_CL
     return all(present[c] > 0 for c in classes)
 
 
+def default_cache_file(gta5_root: Path) -> Path:
+    """`<gta5_root>/mixed_truck_train.txt`, unless that root is read-only (as shared dataset copies often are) and
+    holds no such file: then a file named after the root under `$XDG_CACHE_HOME/panoptic_st` (~/.cache)."""
+    beside = gta5_root / SPLIT_NAME
+    if beside.is_file() or os.access(gta5_root, os.W_OK):
+        return beside
+    digest = hashlib.sha1(str(gta5_root.resolve()).encode()).hexdigest()[:12]
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "panoptic_st" / f"gta5_{digest}_{SPLIT_NAME}"
+
+
 def gta5_truck_train_split(gta5_root: str | Path, cache_file: str | Path | None = None,
                            progress: bool = True) -> Path:
-    """Split file of the GTA5 images containing truck and train, computed once and cached."""
+    """Split file of the GTA5 images containing truck and train, computed once and cached (`default_cache_file`)."""
     root = Path(gta5_root)
-    cache = Path(cache_file) if cache_file else root / SPLIT_NAME
+    cache = Path(cache_file) if cache_file else default_cache_file(root)
     if cache.is_file():
         return cache
     samples, problems = gta5.find_samples(root, "train")
