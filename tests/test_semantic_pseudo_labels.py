@@ -260,7 +260,7 @@ def test_pseudo_labels_threshold_is_strict():
     assert labels.tolist() == [[[IGN, 0]]]
 
 
-def testmax_over_classes_is_torch_max_with_ties_zeros_and_nans():
+def test_max_over_classes_is_torch_max_with_ties_zeros_and_nans():
     probs = torch.rand(3, 19, 6, 8, generator=torch.Generator().manual_seed(0))
     probs = (probs * 4).round() / 4  # many ties: the first maximal class wins
     probs[1, :, :2] = 0.0
