@@ -2,7 +2,8 @@
 
 1. Pseudo-labels of the instance baseline (as momentum network) inside the self-trained semantic masks, on target
    train images, kept at several semantic-confidence thresholds (`instance.pseudo_label_min_confidence`): true and
-   false pseudo-instances per image (a true one overlaps a ground-truth instance with IoU > 0.5), optionally after the
+   false pseudo-instances per image (a true one overlaps a ground-truth instance with IoU > 0.5; the false ones split
+   into merged objects, fragments and other, `pseudo_label_kinds`), optionally after the
    stability filter (`instance.pseudo_label_stability_bandwidth`). Target labels are read for this measurement only.
 2. For each instance checkpoint given (default: the seed's baseline and self-trained models), on target val:
    the median distance from each ground-truth instance's mean embedding to the nearest other instance of its class
@@ -24,7 +25,12 @@ from torch.utils.data import DataLoader, Subset
 from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
-from panoptic_st.instance.module import InstanceModule, match_counts, source_instance_labels
+from panoptic_st.instance.module import (
+    PSEUDO_LABEL_KINDS,
+    InstanceModule,
+    pseudo_label_kinds,
+    source_instance_labels,
+)
 from panoptic_st.instance.pseudo_labels import drop_unconfident_instances, drop_unstable_instances
 from panoptic_st.pipeline import instance_model
 
@@ -37,9 +43,10 @@ def evenly_spaced(dataset: CityscapesDataset, count: int) -> Subset:
 
 @torch.no_grad()
 def pseudo_label_counts(module: InstanceModule, images: Subset,
-                        stability_bandwidth: float | None = None) -> dict[float, tuple[float, float]]:
-    """{threshold: (true, false) pseudo-instances per image}, after the stability filter when a bandwidth is given."""
-    totals = {t: [0, 0] for t in THRESHOLDS}
+                        stability_bandwidth: float | None = None) -> dict[float, dict[str, float]]:
+    """{threshold: {kind: pseudo-instances per image}} (kinds of `pseudo_label_kinds`), after the stability filter
+    when a bandwidth is given."""
+    totals = {t: dict.fromkeys(PSEUDO_LABEL_KINDS, 0) for t in THRESHOLDS}
     for batch in DataLoader(images, batch_size=10):
         semantic, probs = module.semantic_masks(batch["image"])
         embeddings = module(batch["image"])
@@ -51,10 +58,9 @@ def pseudo_label_counts(module: InstanceModule, images: Subset,
                                                     module.cfg.min_size, module.cfg.pseudo_label_max_points)
             for threshold in THRESHOLDS:
                 kept = drop_unconfident_instances(instances, classes, probs[b], threshold)
-                true, false = match_counts(kept, truth[b])
-                totals[threshold][0] += true
-                totals[threshold][1] += false
-    return {t: (true / len(images), false / len(images)) for t, (true, false) in totals.items()}
+                for kind, count in pseudo_label_kinds(kept, truth[b]).items():
+                    totals[threshold][kind] += count
+    return {t: {kind: count / len(images) for kind, count in kinds.items()} for t, kinds in totals.items()}
 
 
 @torch.no_grad()
@@ -93,9 +99,12 @@ def main() -> None:
     train = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"), args.images)
     stability = "" if args.stability_bandwidth is None else f", stability bandwidth {args.stability_bandwidth}"
     print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images{stability}):")
-    print("| min confidence | true | false | precision |\n|---:|---:|---:|---:|")
-    for threshold, (true, false) in pseudo_label_counts(teacher, train, args.stability_bandwidth).items():
-        print(f"| {threshold:.1f} | {true:.2f} | {false:.2f} | {true / max(true + false, 1e-9):.2f} |")
+    print("| min confidence | true | false | precision | false: merged objects | false: fragments | false: other |\n"
+          "|---:|---:|---:|---:|---:|---:|---:|")
+    for threshold, kinds in pseudo_label_counts(teacher, train, args.stability_bandwidth).items():
+        true, false = kinds["true"], kinds["merge"] + kinds["fragment"] + kinds["other"]
+        print(f"| {threshold:.1f} | {true:.2f} | {false:.2f} | {true / max(true + false, 1e-9):.2f} | "
+              f"{kinds['merge']:.2f} | {kinds['fragment']:.2f} | {kinds['other']:.2f} |")
     val = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "val"), args.images)
     checkpoints = args.checkpoints or [run / stage / "final.ckpt" for stage in ("instance_baseline",
                                                                                 "instance_self_train")]

@@ -202,3 +202,23 @@ def test_instances_that_split_at_a_finer_bandwidth_become_unlabelled():
     assert torch.equal(kept[masks["person"]], merged[masks["person"]])
     assert torch.equal(drop_unstable_instances(merged, emb, bandwidth=1.5, min_size=50), merged)  # modes 1.0 apart
     assert torch.equal(drop_unstable_instances(merged, emb, bandwidth=0.5, min_size=200), merged)  # halves too small
+
+
+def test_pseudo_label_kinds_sorts_pseudo_instances_by_their_error():
+    """Hand-made maps: one exact object, one label over two touching objects, one half-object, one on background."""
+    from panoptic_st.instance.module import match_counts, pseudo_label_kinds
+
+    truth = torch.zeros(10, 20, dtype=torch.long)
+    truth[0:4, 0:4] = 1           # matched exactly
+    truth[5:9, 0:4] = 2           # these two touch and are merged by one pseudo-instance
+    truth[5:9, 4:8] = 3
+    truth[0:4, 10:20] = 4         # only a quarter of it is labelled
+    pseudo = torch.zeros_like(truth)
+    pseudo[0:4, 0:4] = 7
+    pseudo[5:9, 0:8] = 3
+    pseudo[0:4, 10:12] = 9
+    pseudo[6:9, 14:18] = 5        # background
+    assert pseudo_label_kinds(pseudo, truth) == {"true": 1, "merge": 1, "fragment": 1, "other": 1}
+    assert match_counts(pseudo, truth) == (1, 3)
+    assert pseudo_label_kinds(pseudo, torch.zeros_like(truth)) == {"true": 0, "merge": 0, "fragment": 0, "other": 4}
+    assert match_counts(torch.zeros_like(truth), truth) == (0, 0)

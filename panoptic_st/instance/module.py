@@ -61,19 +61,37 @@ def source_instance_labels(semantic: Tensor, instance: Tensor, classes: tuple[in
     return torch.where(selected[semantic] & (instance > 0), instance, torch.zeros_like(instance))
 
 
-def match_counts(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> tuple[int, int]:
-    """(true, false) positive pseudo-instances: a pseudo-instance is true if it overlaps one GT instance with
-    IoU > threshold. For monitoring only."""
+PSEUDO_LABEL_KINDS = ("true", "merge", "fragment", "other")
+
+
+def pseudo_label_kinds(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> dict[str, int]:
+    """Pseudo-instances of [H,W] by kind against ground-truth instances [H,W] (0 = none), class-agnostic:
+    `true` overlaps one GT instance with IoU > threshold; else `merge` holds more than half of two or more GT
+    instances; else `fragment` lies mostly (> 80%) inside one GT instance; else `other` (background, mixtures).
+    For monitoring only."""
     p_ids, p_idx = torch.unique(pseudo, return_inverse=True)
     t_ids, t_idx = torch.unique(truth, return_inverse=True)
     joint = torch.bincount((p_idx * len(t_ids) + t_idx).flatten(), minlength=len(p_ids) * len(t_ids))
     joint = joint.view(len(p_ids), len(t_ids)).float()
-    union = joint.sum(1, keepdim=True) + joint.sum(0, keepdim=True) - joint
-    iou = (joint / union.clamp_min(1))[p_ids != 0][:, t_ids != 0]
-    if iou.shape[0] == 0:
-        return 0, 0
-    true = int((iou.max(dim=1).values > threshold).sum()) if iou.shape[1] else 0
-    return true, iou.shape[0] - true
+    pseudo_area, truth_area = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
+    iou = joint / (pseudo_area + truth_area - joint).clamp_min(1)
+    rows, cols = p_ids != 0, t_ids != 0
+    joint, iou = joint[rows][:, cols], iou[rows][:, cols]
+    pseudo_area, truth_area = pseudo_area[rows].squeeze(1), truth_area[:, cols]
+    if joint.shape[1] == 0:
+        return {"true": 0, "merge": 0, "fragment": 0, "other": int(joint.shape[0])}
+    true = iou.max(dim=1).values > threshold
+    merge = ~true & ((joint > 0.5 * truth_area).sum(1) >= 2)
+    fragment = ~true & ~merge & (joint.max(dim=1).values > 0.8 * pseudo_area)
+    other = ~true & ~merge & ~fragment
+    return {kind: int(mask.sum()) for kind, mask in zip(PSEUDO_LABEL_KINDS, (true, merge, fragment, other))}
+
+
+def match_counts(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> tuple[int, int]:
+    """(true, false) positive pseudo-instances: a pseudo-instance is true if it overlaps one GT instance with
+    IoU > threshold. For monitoring only."""
+    kinds = pseudo_label_kinds(pseudo, truth, threshold)
+    return kinds["true"], sum(kinds.values()) - kinds["true"]
 
 
 class InstanceModule(L.LightningModule):
@@ -209,15 +227,17 @@ class InstanceModule(L.LightningModule):
         return loss
 
     def log_pseudo_label_statistics(self, pseudo: Tensor, target: dict) -> None:
-        """Pseudo-label counts and true/false positives against the target ground truth (monitoring only)."""
+        """Pseudo-label counts, true/false positives and the false ones that merge objects or cover a fragment of one,
+        against the target ground truth (monitoring only)."""
         truth = source_instance_labels(target["semantic"], target["instance"], self.classes)
-        true = false = 0
+        totals = dict.fromkeys(PSEUDO_LABEL_KINDS, 0)
         for b in range(pseudo.shape[0]):
-            t, f = match_counts(pseudo[b], truth[b])
-            true, false = true + t, false + f
-        n = pseudo.shape[0]
-        self.log_dict({"pseudo/instances_per_image": (true + false) / n, "pseudo/true_positives": true / n,
-                       "pseudo/false_positives": false / n})
+            for kind, count in pseudo_label_kinds(pseudo[b], truth[b]).items():
+                totals[kind] += count
+        n, false = pseudo.shape[0], totals["merge"] + totals["fragment"] + totals["other"]
+        self.log_dict({"pseudo/instances_per_image": (totals["true"] + false) / n,
+                       "pseudo/true_positives": totals["true"] / n, "pseudo/false_positives": false / n,
+                       "pseudo/merges": totals["merge"] / n, "pseudo/fragments": totals["fragment"] / n})
 
     def optimizer_step(self, *args, **kwargs) -> None:
         """The momentum network follows right after each optimizer step (so checkpoints hold the updated one)."""
