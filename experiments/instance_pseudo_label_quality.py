@@ -102,7 +102,7 @@ def main() -> None:
     print("| min confidence | true | false | precision | false: merged objects | false: fragments | false: other |\n"
           "|---:|---:|---:|---:|---:|---:|---:|")
     for threshold, kinds in pseudo_label_counts(teacher, train, args.stability_bandwidth).items():
-        true, false = kinds["true"], kinds["merge"] + kinds["fragment"] + kinds["other"]
+        true, false = kinds["true"], sum(kinds.values()) - kinds["true"]
         print(f"| {threshold:.1f} | {true:.2f} | {false:.2f} | {true / max(true + false, 1e-9):.2f} | "
               f"{kinds['merge']:.2f} | {kinds['fragment']:.2f} | {kinds['other']:.2f} |")
     val = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "val"), args.images)

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from panoptic_st.data.labels import IGNORE_INDEX, train_id
+from panoptic_st.instance.module import match_counts, pseudo_label_kinds
 from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
     drop_unstable_instances,
@@ -205,14 +206,12 @@ def test_instances_that_split_at_a_finer_bandwidth_become_unlabelled():
 
 
 def test_pseudo_label_kinds_sorts_pseudo_instances_by_their_error():
-    """Hand-made maps: one exact object, one label over two touching objects, one half-object, one on background."""
-    from panoptic_st.instance.module import match_counts, pseudo_label_kinds
-
+    """Hand-made maps: one exact object, one label over two touching objects, a fifth of an object, background."""
     truth = torch.zeros(10, 20, dtype=torch.long)
     truth[0:4, 0:4] = 1           # matched exactly
     truth[5:9, 0:4] = 2           # these two touch and are merged by one pseudo-instance
     truth[5:9, 4:8] = 3
-    truth[0:4, 10:20] = 4         # only a quarter of it is labelled
+    truth[0:4, 10:20] = 4         # only a fifth of it is labelled
     pseudo = torch.zeros_like(truth)
     pseudo[0:4, 0:4] = 7
     pseudo[5:9, 0:8] = 3

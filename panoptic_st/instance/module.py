@@ -79,7 +79,7 @@ def pseudo_label_kinds(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) ->
     joint, iou = joint[rows][:, cols], iou[rows][:, cols]
     pseudo_area, truth_area = pseudo_area[rows].squeeze(1), truth_area[:, cols]
     if joint.shape[1] == 0:
-        return {"true": 0, "merge": 0, "fragment": 0, "other": int(joint.shape[0])}
+        return {**dict.fromkeys(PSEUDO_LABEL_KINDS, 0), "other": int(joint.shape[0])}
     true = iou.max(dim=1).values > threshold
     merge = ~true & ((joint > 0.5 * truth_area).sum(1) >= 2)
     fragment = ~true & ~merge & (joint.max(dim=1).values > 0.8 * pseudo_area)
@@ -234,7 +234,7 @@ class InstanceModule(L.LightningModule):
         for b in range(pseudo.shape[0]):
             for kind, count in pseudo_label_kinds(pseudo[b], truth[b]).items():
                 totals[kind] += count
-        n, false = pseudo.shape[0], totals["merge"] + totals["fragment"] + totals["other"]
+        n, false = pseudo.shape[0], sum(totals.values()) - totals["true"]
         self.log_dict({"pseudo/instances_per_image": (totals["true"] + false) / n,
                        "pseudo/true_positives": totals["true"] / n, "pseudo/false_positives": false / n,
                        "pseudo/merges": totals["merge"] / n, "pseudo/fragments": totals["fragment"] / n})
