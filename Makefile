@@ -4,15 +4,20 @@ VENV ?= .venv
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: install demo demo-quick test lint clean
+.PHONY: install lock demo demo-quick test lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Pin the packages of the current .venv (run after changing dependencies in pyproject.toml).
+lock: $(STAMP)
+	{ head -n 2 constraints.txt; $(VENV)/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
 
 demo: $(STAMP)
 	$(VENV)/bin/panoptic-st demo $(ARGS)
