@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from panoptic_st.config import InstanceConfig
 from panoptic_st.data.labels import IGNORE_INDEX, train_id
-from panoptic_st.instance.module import match_counts, pseudo_label_kinds
+from panoptic_st.instance.module import InstanceModule, match_counts, pseudo_label_kinds
 from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
     drop_unstable_instances,
@@ -11,6 +12,7 @@ from panoptic_st.instance.pseudo_labels import (
     keep_random_instances,
     postprocess_instances,
 )
+from panoptic_st.semantic.pseudo_labels import normalize
 
 CAR, PERSON, ROAD = train_id("car"), train_id("person"), train_id("road")
 
@@ -166,9 +168,6 @@ def test_unconfident_pseudo_instances_become_unlabelled():
 
 
 def test_confidence_threshold_outside_zero_one_is_refused():
-    from panoptic_st.config import InstanceConfig
-    from panoptic_st.instance.module import InstanceModule
-
     with pytest.raises(ValueError, match="pseudo_label_min_confidence"):
         InstanceModule(InstanceConfig(pseudo_label_min_confidence=80.0))
 
@@ -187,9 +186,6 @@ def test_oracle_keeps_whole_instances_at_the_given_rate():
                                       {"pseudo_label_stability_bandwidth": 0.0}, {"clustering": "kmeans"},
                                       {"consistency_max_angle": -1.0}, {"consistency_max_angle": 400.0}])
 def test_invalid_pseudo_label_options_are_refused(override):
-    from panoptic_st.config import InstanceConfig
-    from panoptic_st.instance.module import InstanceModule
-
     with pytest.raises(ValueError, match=next(iter(override))):
         InstanceModule(InstanceConfig(**override))
 
@@ -221,3 +217,16 @@ def test_pseudo_label_kinds_sorts_pseudo_instances_by_their_error():
     assert match_counts(pseudo, truth) == (1, 3)
     assert pseudo_label_kinds(pseudo, torch.zeros_like(truth)) == {"true": 0, "merge": 0, "fragment": 0, "other": 4}
     assert match_counts(torch.zeros_like(truth), truth) == (0, 0)
+
+
+def test_momentum_network_runs_channels_last_and_matches_the_student_it_copies():
+    torch.manual_seed(0)
+    module = InstanceModule(InstanceConfig(encoder="tu-resnet18")).eval()
+    module.teacher.update(module.net, 0)  # first update: a copy of the student
+    module.teacher.update(module.net, 1)  # an averaging update (of identical weights) keeps the layout
+    convs = [m.weight for m in module.teacher.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    images = torch.rand(2, 3, 64, 96)
+    with torch.no_grad():
+        student, teacher = module(images), module.teacher(normalize(images))
+    assert torch.allclose(teacher, student, atol=1e-4)
