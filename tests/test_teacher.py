@@ -78,3 +78,16 @@ def test_frozen_batchnorm_survives_train_and_gets_no_grad():
     assert bn.num_batches_tracked.item() == 0
     assert bn.weight.grad is None and bn.bias.grad is None
     assert model[0].weight.grad is not None
+
+
+def test_teacher_runs_channels_last_and_matches_the_student_it_copies():
+    torch.manual_seed(0)
+    student = small_net().eval()
+    teacher = MomentumTeacher(student, momentum=0.5, interval=1)
+    teacher.update(student, 0)  # first update: a copy of the student
+    teacher.update(student, 1)  # an averaging update (of identical weights) keeps the layout
+    convs = [m.weight for m in teacher.net.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    images = torch.rand(2, 3, 16, 24)
+    with torch.no_grad():
+        assert torch.allclose(teacher(images), student(images), atol=1e-6)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from panoptic_st.checkpoints import CheckpointError, load_checkpoint_state
+from panoptic_st.checkpoints import CheckpointError, load_checkpoint_state, semantic_network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.training import evaluate, train
 
@@ -74,6 +74,18 @@ def test_adabn_init_is_refused_outside_self_training(toy_root, tmp_path):
                                                 f"output_dir={tmp_path}"])
     with pytest.raises(ValueError, match="adabn_init"):
         train(cfg)
+
+
+def test_frozen_semantic_network_is_channels_last_with_the_trained_outputs(semantic_runs):
+    base, _, _ = semantic_runs
+    frozen = semantic_network_from_checkpoint(base["checkpoint"])
+    convs = [m.weight for m in frozen.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert not any(p.requires_grad for p in frozen.parameters()) and not frozen.training
+    contiguous = semantic_network_from_checkpoint(base["checkpoint"]).to(memory_format=torch.contiguous_format)
+    images = torch.rand(2, 3, 64, 128)
+    with torch.no_grad():
+        assert torch.allclose(frozen(images), contiguous(images), atol=1e-5)
 
 
 def test_checkpoint_of_another_architecture_is_refused(semantic_runs):
