@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from panoptic_st.instance.pseudo_labels import ClusteringSettings
 from panoptic_st.models.deeplab import build_deeplab
+from panoptic_st.models.unet import build_embedding_unet
 
 COMPATIBILITY_KEYS = ("branch", "arch", "encoder", "output_stride", "num_classes", "embedding_dim")
 
@@ -56,3 +58,17 @@ def semantic_network_from_checkpoint(path: str | Path) -> nn.Module:
     net = build_deeplab(hp["arch"], hp["encoder"], hp["num_classes"], hp.get("output_stride", 8))
     net.load_state_dict(network_weights(state))
     return net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
+
+
+def instance_network_from_checkpoint(path: str | Path) -> tuple[nn.Module, ClusteringSettings]:
+    """A frozen embedding U-Net (eval mode, channels_last) and the clustering settings it was trained with, from an
+    instance checkpoint (checkpoints written before the settings were stored get the defaults, with its classes)."""
+    state = load_checkpoint_state(path)
+    hp = state.get("hyper_parameters", {})
+    if hp.get("branch") != "instance":
+        raise CheckpointError(f"{path}: not an instance-branch checkpoint (branch={hp.get('branch')!r})")
+    net = build_embedding_unet(hp["encoder"], hp["embedding_dim"])
+    net.load_state_dict(network_weights(state))
+    stored = dict(hp.get("clustering") or {"classes": hp.get("classes", ClusteringSettings.classes)})
+    stored["classes"] = tuple(stored["classes"])
+    return net.eval().requires_grad_(False).to(memory_format=torch.channels_last), ClusteringSettings(**stored)

@@ -1,4 +1,5 @@
-"""`panoptic-st` command line: demo, train, evaluate, eval {panoptic, semantic, instance}, data {make-toy, check}."""
+"""`panoptic-st` command line: demo, train, evaluate, predict, sweep, eval {panoptic, semantic, instance},
+data {make-toy, check}."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from panoptic_st.checkpoints import CheckpointError
 from panoptic_st.config import ConfigError
 from panoptic_st.data.dataset import DatasetError
+from panoptic_st.evaluation.export import EvaluationInputError
 
 DEFAULT_TOY_ROOT = "data/toy"
 EPILOG_DISTRIBUTED = """\
@@ -45,6 +47,39 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     check.set_defaults(func=cmd_check)
 
 
+def _add_predict_command(sub: argparse._SubParsersAction) -> None:
+    predict = sub.add_parser(
+        "predict", help="write official Cityscapes result files (semantic, instance, panoptic) for images",
+        description="Predict with a semantic (and optional instance) checkpoint and write, per image, what the "
+                    "official Cityscapes scripts read: OUT/semantic/*_labelIds.png, OUT/instance/*.txt + masks, "
+                    "OUT/panoptic/*.png + OUT/panoptic.json. Score them with `panoptic-st eval ...`.")
+    predict.add_argument("--semantic", required=True, help="semantic checkpoint")
+    predict.add_argument("--instance", nargs="*", default=[], metavar="CKPT",
+                         help="instance checkpoint(s); several must own disjoint classes")
+    where = predict.add_mutually_exclusive_group(required=True)
+    where.add_argument("--images", help="any folder of .png / .jpg images (recursive)")
+    where.add_argument("--dataset", choices=["cityscapes"], help="a dataset split instead: with --root and --split")
+    predict.add_argument("--root", help="dataset root (with --dataset)")
+    predict.add_argument("--split", default="val", help="dataset split (default: %(default)s)")
+    predict.add_argument("--out", required=True, help="output folder (a rerun skips images already written)")
+    predict.add_argument("--scale", type=float, default=1.0, help="input scale for the networks (default: 1)")
+    predict.add_argument("--bandwidth", type=float, default=None, help="mean-shift bandwidth (default: the "
+                         "instance checkpoint's)")
+    predict.add_argument("--min-size", type=int, default=None, help="smallest instance in pixels (default: the "
+                         "instance checkpoint's)")
+    predict.add_argument("--max-points", type=int, default=None, help="pixels per class mask that mean-shift runs "
+                         "on, the rest take the nearest mode (default: 16384)")
+    predict.add_argument("--overlays", action="store_true", help="also write colour overlays to OUT/overlays/")
+    predict.add_argument("--batch-size", type=int, default=1, help="images per batch (same-size images only)")
+    predict.add_argument("--workers", type=int, default=2, help="data loader workers per process")
+    predict.add_argument("--accelerator", default="auto", help="cpu, gpu, auto (default: %(default)s)")
+    predict.add_argument("--devices", default="1", help="devices per node, or 'auto' (default: %(default)s)")
+    predict.add_argument("--strategy", default="auto", help="e.g. ddp (default: %(default)s)")
+    predict.add_argument("--num-nodes", type=int, default=1)
+    predict.add_argument("--precision", default="32-true", help="32-true, bf16-mixed, 16-mixed (default: %(default)s)")
+    predict.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (also used to render `--help` in tests)."""
     parser = argparse.ArgumentParser(
@@ -66,14 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value config overrides")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="score a checkpoint on a split of the target dataset",
-                              epilog=EPILOG_DISTRIBUTED, formatter_class=argparse.RawDescriptionHelpFormatter)
-    evaluate.add_argument("experiment", help="experiment YAML path or name (gives data and model settings)")
-    evaluate.add_argument("checkpoint", help="checkpoint file")
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint on the target validation split, in process")
+    evaluate.add_argument("experiment", help="experiment YAML path or name (gives the data settings)")
+    evaluate.add_argument("checkpoint", help="semantic or instance checkpoint file")
     evaluate.add_argument("overrides", nargs="*", help="key=value config overrides")
+    evaluate.add_argument("--masks", default="gt", metavar="gt|semantic:CKPT",
+                          help="instance checkpoints: cluster inside the ground-truth semantic masks (default) or "
+                               "inside a semantic checkpoint's predicted masks")
+    evaluate.add_argument("--out", default=None, help="results JSON (default: <checkpoint>.eval.json beside it)")
     evaluate.add_argument("--adabn", action="store_true",
                           help="re-estimate BatchNorm statistics on target train images first (AdaBN)")
     evaluate.set_defaults(func=cmd_evaluate)
+
+    _add_predict_command(sub)
 
     sweep = sub.add_parser("sweep", help="run a W&B sweep file (offline: its grid or random runs, here)",
                            epilog=EPILOG_DISTRIBUTED + "  in a sweep: add trainer.devices=4 trainer.strategy=ddp to "
@@ -122,9 +162,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from panoptic_st.config import load_config
-    from panoptic_st.training import evaluate
+    from panoptic_st.prediction import evaluate
 
-    evaluate(load_config(args.experiment, args.overrides), args.checkpoint, adabn_first=args.adabn)
+    evaluate(load_config(args.experiment, args.overrides), args.checkpoint, adabn_first=args.adabn, masks=args.masks,
+             out=args.out)
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from panoptic_st.prediction import (
+        ImageFolder,
+        PredictionError,
+        PredictionSettings,
+        dataset_images,
+        image_files,
+        predict,
+    )
+
+    if args.dataset and not args.root:
+        raise PredictionError("--dataset needs --root (the dataset's root folder)")
+    images = (dataset_images(args.dataset, args.root, args.split) if args.dataset
+              else ImageFolder(args.images, image_files(args.images)))
+    clustering = {k: v for k, v in (("bandwidth", args.bandwidth), ("min_size", args.min_size),
+                                    ("max_points", args.max_points)) if v is not None}
+    devices = args.devices if args.devices == "auto" else int(args.devices)
+    settings = PredictionSettings(args.semantic, list(args.instance), args.scale, clustering, args.batch_size,
+                                  args.workers, args.accelerator, devices, args.strategy, args.num_nodes,
+                                  args.precision, args.overlays)
+    result = predict(settings, images, args.out)
+    if "panoptic_json" in result:
+        print(f"{result['images']} images in {result['out']} ({result['predicted']} predicted now); score them with "
+              "`panoptic-st eval semantic|instance|panoptic --pred-dir ...` (README: Predict and evaluate)")
     return 0
 
 
@@ -148,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError) as err:
+    except (ConfigError, DatasetError, CheckpointError, EvaluationInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

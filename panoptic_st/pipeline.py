@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import ExperimentConfig, load_config
 from panoptic_st.data.check import CheckReport, check_dataset
 from panoptic_st.data.cityscapes import CityscapesDataset
-from panoptic_st.data.labels import CLASS_NAMES, NUM_CLASSES, PROTOCOLS
-from panoptic_st.evaluation.instance import InstanceAP
-from panoptic_st.evaluation.panoptic import PanopticQuality, panoptic_from_semantic_instance
-from panoptic_st.evaluation.semantic import SemanticIoU
-from panoptic_st.instance.module import ap_prediction
-from panoptic_st.panoptic.merge import merge_panoptic
-from panoptic_st.semantic.pseudo_labels import normalize
-from panoptic_st.training import load_weights, train_or_reuse
+from panoptic_st.data.labels import CLASS_NAMES, NUM_CLASSES
+from panoptic_st.panoptic.predictor import PanopticPredictor
+from panoptic_st.prediction import score
+from panoptic_st.training import train_or_reuse
 from panoptic_st.viz import save_panoptic_panel, save_per_class_bars
 
 TOY_FORMATS = (("synthia", "synthia"), ("gta5", "gta5"), ("cityscapes", "cityscapes"))
@@ -105,41 +98,14 @@ def run_stages(out: Path, data_root: Path, seed: int, schedule: DemoSchedule,
     return stages
 
 
-def instance_model(cfg: ExperimentConfig, checkpoint: str | Path):
-    """The instance network of a checkpoint, for prediction only (no semantic network, no init checkpoint)."""
-    from panoptic_st.instance.module import InstanceModule
-
-    module = InstanceModule(replace(cfg.instance, mode="baseline", semantic_checkpoint=None, init_checkpoint=None))
-    load_weights(module, checkpoint)
-    return module.eval()
-
-
-@torch.no_grad()
-def evaluate_panoptic(semantic_ckpt: str, instance_cfg: ExperimentConfig, instance_ckpt: str, data_root: Path,
-                      label: str = "", batch_size: int = 10) -> dict:
-    """Semantic + instance predictions merged into panoptic maps and scored on toy Cityscapes val."""
-    semantic_net = semantic_network_from_checkpoint(semantic_ckpt)
-    instances = instance_model(instance_cfg, instance_ckpt)
-    loader = DataLoader(CityscapesDataset(data_root / "cityscapes", "val"), batch_size=batch_size)
-    pq, pq16 = PanopticQuality(), PanopticQuality(classes=PROTOCOLS[16])
-    miou, ap = SemanticIoU(), InstanceAP(min_region_size=None)
-    panels = []
-    for batch in tqdm(loader, desc=f"panoptic evaluation {label}"):
-        probs = semantic_net(normalize(batch["image"])).softmax(dim=1)
-        semantic = probs.argmax(dim=1)
-        predictions = instances.predict_instances(batch["image"], semantic, probs)
-        miou.update(semantic, batch["semantic"])
-        ap.update([ap_prediction(p) for p in predictions],
-                  [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
-        for b, pred in enumerate(predictions):
-            panoptic = merge_panoptic(semantic[b], pred["instances"])
-            truth = panoptic_from_semantic_instance(batch["semantic"][b], batch["instance"][b])
-            pq.update(panoptic, truth)
-            pq16.update(panoptic, truth)
-            if len(panels) < 4:
-                panels.append((batch["image"][b], panoptic, truth))
-    return {"pq": pq.compute(), "pq16": pq16.compute(), "miou": miou.compute(), "ap": ap.compute(),
-            "panels": panels}
+def evaluate_pair(semantic_ckpt: str | Path, instance_ckpt: str | Path, cityscapes_root: Path, label: str = "",
+                  panels: int = 4) -> dict:
+    """A semantic and an instance checkpoint through the predictor on Cityscapes val, scored in process (the same
+    numbers as `panoptic-st predict` followed by `panoptic-st eval`, with the toy's scaled minimum region size)."""
+    predictor = PanopticPredictor.from_checkpoints(semantic_ckpt, [instance_ckpt])
+    print(f"panoptic evaluation {label}", flush=True)
+    return score(predictor, CityscapesDataset(cityscapes_root, "val"), {"accelerator": "cpu", "progress": False},
+                 batch_size=10, panels=panels)
 
 
 def _row(name: str, r: dict) -> str:
@@ -195,11 +161,10 @@ def run_demo(out: Path, data_root: Path, seed: int = 0, quick: bool = False) -> 
     stats_table = class_statistics_table(check_toy_data(data_root))
     print("\nPer-domain class statistics (share of labelled pixels):\n" + stats_table)
     stages = run_stages(out, data_root, seed, QUICK_SCHEDULE if quick else DemoSchedule())
-    inst_cfg = stages["instance_baseline"][0]
     pairs = {"baseline": ("semantic_baseline", "instance_baseline"),
              "self-trained": ("semantic_self_train", "instance_self_train")}
-    results = {name: evaluate_panoptic(stages[s][1]["checkpoint"], inst_cfg, stages[i][1]["checkpoint"],
-                                       data_root, label=name) for name, (s, i) in pairs.items()}
+    results = {name: evaluate_pair(stages[s][1]["checkpoint"], stages[i][1]["checkpoint"], data_root / "cityscapes",
+                                   label=name) for name, (s, i) in pairs.items()}
     table = panoptic_table(results)
     seconds = time.perf_counter() - start
     print(f"\nPanoptic segmentation on toy Cityscapes val (19 classes unless noted), {seconds / 60:.1f} min:\n{table}")

@@ -1,8 +1,10 @@
-"""`train(cfg)` and `evaluate(cfg, checkpoint)`: plain functions behind the CLI that tests call directly."""
+"""`train(cfg)`: the plain function behind `panoptic-st train` that tests call directly (evaluation and prediction:
+`panoptic_st.prediction`)."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -107,7 +109,9 @@ def _setup_run(cfg: ExperimentConfig, config_name: str = "config.yaml") -> Path:
 
 
 def _scalars(metrics: dict) -> dict:
-    return {k: float(v) for k, v in metrics.items()}
+    """Logged metrics as floats, NaN as None (the metrics files are strict JSON)."""
+    values = {k: float(v) for k, v in metrics.items()}
+    return {k: v if math.isfinite(v) else None for k, v in values.items()}
 
 
 def train(cfg: ExperimentConfig) -> dict:
@@ -133,7 +137,7 @@ def train(cfg: ExperimentConfig) -> dict:
     metrics = _scalars(trainer.callback_metrics)
     result = {"checkpoint": str(final), "train_seconds": round(seconds, 1), "metrics": metrics}
     if trainer.is_global_zero:
-        (out / "metrics.json").write_text(json.dumps(result, indent=2))
+        (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     finish_wandb_run()
     return result
 
@@ -218,24 +222,3 @@ def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches
     """Re-estimate the network's BatchNorm statistics on target train images (AdaBN); returns images used."""
     batches = (b["image"] for b in datamodule.target_stats_dataloader(max_batches))
     return recalibrate_batchnorm(module.net, batches, forward=module)
-
-
-def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = False) -> dict:
-    """Score a checkpoint on the target validation split (optionally after AdaBN); prints and returns metrics."""
-    out = _setup_run(cfg, "eval_config.yaml")
-    module = build_module(cfg)
-    load_weights(module, checkpoint)
-    datamodule = PanopticDataModule(cfg.data, "source" if not adabn_first else "target", seed=cfg.seed)
-    datamodule.setup()
-    if adabn_first:
-        adabn(module, datamodule)
-    trainer = L.Trainer(accelerator=cfg.trainer.accelerator, devices=1, logger=False,
-                        enable_progress_bar=cfg.trainer.progress_bar, enable_model_summary=False)
-    metrics = _scalars(trainer.validate(module, datamodule=datamodule, verbose=False)[0])
-    result = {"checkpoint": str(checkpoint), "adabn": adabn_first, "metrics": metrics}
-    name = "eval_adabn.json" if adabn_first else "eval.json"
-    (out / name).write_text(json.dumps(result, indent=2))
-    for key in sorted(metrics):
-        if "/iou/" not in key:
-            print(f"{key:<28}{metrics[key]:.4f}")
-    return result

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from panoptic_st.config import load_config
-from panoptic_st.training import evaluate, train
+from panoptic_st.prediction import evaluate
+from panoptic_st.training import train
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
 TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
@@ -63,8 +64,7 @@ def test_semantic_self_training_under_ddp(stages):
              and not torch.equal(initial[k], teacher["teacher." + k])]
     assert moved, "the teacher never followed the student"
     assert bool(teacher["prior.initialised"])
-    single = evaluate(load_config("toy/semantic_selftrain", [*overrides, f"output_dir={out}/ss_eval"]),
-                      result["checkpoint"])
+    single = evaluate(load_config("toy/semantic_selftrain", overrides), result["checkpoint"])
     for key in ("val/miou19", "val/miou16", "val/miou13"):
         assert result["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-6), key
 
@@ -76,7 +76,7 @@ def test_instance_self_training_under_ddp(stages):
                  f"instance.semantic_checkpoint={semantic}"]
     result = run_ddp("toy/instance_selftrain", overrides, out / "is")
     assert_same_teacher_on_every_process(out / "is")
-    single = evaluate(load_config("toy/instance_selftrain", [*overrides, f"output_dir={out}/is_eval"]),
-                      result["checkpoint"])
+    single = evaluate(load_config("toy/instance_selftrain", overrides), result["checkpoint"],
+                      masks=f"semantic:{semantic}")
     for key in ("val/ap", "val/ap50"):
         assert result["metrics"][key] == pytest.approx(single["metrics"][key], abs=1e-6), key

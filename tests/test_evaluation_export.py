@@ -117,15 +117,27 @@ def test_panoptic_json_segments_describe_the_png(exported):
         assert s["category_id"] == s["id"] // 1000 and s["category_id"] in TRAIN_ID_TO_LABEL_ID
 
 
-def test_exporter_instance_map_with_majority_labels(tmp_path):
+def test_exporter_writes_the_prediction_contract(tmp_path):
     semantic = torch.full((6, 8), 13)
     semantic[:, 4:] = 11
     instances = torch.zeros(6, 8, dtype=torch.long)
     instances[1:5, 1:4] = 1  # car
     instances[1:5, 5:7] = 2  # person
+    segments = {"id": torch.tensor([1, 2]), "class": torch.tensor([13, 11]),
+                "score": torch.tensor([0.9, 0.4], dtype=torch.float64), "area": torch.tensor([12, 8])}
     with CityscapesExporter(tmp_path) as ex:
         ex.add("aachen_000001_000002_leftImg8bit.png",
-               {"semantic": semantic, "instances": instances, "scores": torch.tensor([0.9, 0.4], dtype=torch.float64)})  # fmt: skip
+               {"semantic": semantic, "instances": instances, "segments": segments})
     lines = (tmp_path / "instance" / "aachen_000001_000002_pred.txt").read_text().splitlines()
     assert [ln.split()[1:] for ln in lines] == [["26", "0.9"], ["24", "0.4"]]
     assert (tmp_path / "semantic" / "aachen_000001_000002_pred_labelIds.png").exists()
+    assert not (tmp_path / "panoptic.json").exists()
+
+
+def test_files_of_arbitrary_image_names_keep_their_folders(tmp_path):
+    instances = torch.zeros(4, 4, dtype=torch.long)
+    instances[:2, :2] = 1
+    txt = write_instance_prediction(tmp_path, "drive 2/frame_7.jpg", instances, [13], [0.5])
+    assert txt == tmp_path / "drive_2" / "frame_7_pred.txt"
+    mask = txt.read_text().split()[0]
+    assert (txt.parent / mask).is_file() and mask == "../masks/drive_2/frame_7_0000.png"

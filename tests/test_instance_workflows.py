@@ -8,16 +8,18 @@ import pytest
 import torch
 
 import panoptic_st.instance.module as instance_module
+import panoptic_st.instance.pseudo_labels as instance_pseudo_labels_module
 from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.config import load_config
 from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS, train_id
 from panoptic_st.instance.module import InstanceModule, resolve_classes
+from panoptic_st.instance.pseudo_labels import ClusteringSettings
 from panoptic_st.instance.workflows import (
-    combine_instance_predictions,
     run_workflow,
     source_mix_experiments,
     workflows,
 )
+from panoptic_st.panoptic.predictor import PanopticPredictor, combine_instances
 from panoptic_st.training import train
 
 TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
@@ -70,7 +72,7 @@ class Spy:
         self.clustered: dict[tuple, set[int]] = {}
         self.pseudo_classes: dict[tuple, set[int]] = {}
         step, labels, pseudo = (InstanceModule.training_step, instance_module.source_instance_labels,
-                                instance_module.instance_pseudo_labels)
+                                instance_pseudo_labels_module.instance_pseudo_labels)
 
         def training_step(module, batch, batch_idx):
             parts = batch if "target" in batch or "source" in batch else {"source": batch}
@@ -92,7 +94,7 @@ class Spy:
 
         monkeypatch.setattr(InstanceModule, "training_step", training_step)
         monkeypatch.setattr(instance_module, "source_instance_labels", source_labels)
-        monkeypatch.setattr(instance_module, "instance_pseudo_labels", pseudo_labels)
+        monkeypatch.setattr(instance_pseudo_labels_module, "instance_pseudo_labels", pseudo_labels)
 
 
 def assert_trained_on(result: dict, config: str, spy: Spy) -> tuple[int, ...]:
@@ -193,47 +195,39 @@ def test_self_training_freezes_batchnorm_only_when_asked(frozen, baseline, commo
     assert not all(torch.equal(before[k], after[k]) for k in convs)
 
 
-def fake_result(instances: torch.Tensor, classes: list[int], scores: list[float]) -> dict:
-    ids = torch.arange(1, len(classes) + 1)
-    return {"instances": instances, "masks": instances[None] == ids[:, None, None],
-            "classes": torch.tensor(classes), "scores": torch.tensor(scores)}
+def part(instances: torch.Tensor, classes: list[int], scores: list[float]) -> tuple[torch.Tensor, dict]:
+    """One model's (instances, segments) of one image."""
+    return instances, {"id": torch.arange(1, len(classes) + 1), "class": torch.tensor(classes, dtype=torch.long),
+                       "score": torch.tensor(scores), "area": torch.bincount(instances.flatten())[1:]}
 
 
-def test_combine_per_class_model_predictions():
+def test_per_class_models_combine_into_one_instance_map():
     car_map = torch.zeros(6, 8, dtype=torch.long)
     car_map[0:2, 0:3], car_map[4:6, 0:4] = 1, 2
     person_map = torch.zeros(6, 8, dtype=torch.long)
     person_map[0:3, 5:8] = 1
     person_map[1:3, 2:5] = 2  # overlaps car 1 at [1, 2]; the car has the higher score
-    bus_map = torch.zeros(6, 8, dtype=torch.long)
-    empty = torch.zeros(6, 8, dtype=torch.long)
-    cars = [fake_result(car_map, [CAR, CAR], [0.9, 0.6]), fake_result(empty, [], [])]
-    persons = [fake_result(person_map, [PERSON, PERSON], [0.7, 0.8]), fake_result(empty, [], [])]
-    bus_map[3, 6:8] = 1
-    buses = [fake_result(empty, [], []), fake_result(bus_map, [BUS], [0.5])]
+    instances, segments = combine_instances([part(car_map, [CAR, CAR], [0.9, 0.6]),
+                                             part(person_map, [PERSON, PERSON], [0.7, 0.8])])
+    assert instances.unique().tolist() == [0, 1, 2, 3, 4]
+    assert segments["id"].tolist() == [1, 2, 3, 4]
+    assert segments["class"].tolist() == [CAR, CAR, PERSON, PERSON]
+    assert torch.allclose(segments["score"], torch.tensor([0.9, 0.6, 0.7, 0.8]))
+    assert segments["area"].tolist() == [int((instances == k).sum()) for k in range(1, 5)]
+    assert instances[1, 2] == 1  # car (0.9) keeps the overlapping pixel
+    assert torch.equal(instances == 4, (person_map == 2) & ~(car_map == 1))
+    assert torch.equal(instances == 3, person_map == 1)
+    assert torch.equal(instances == 2, car_map == 2)
 
-    first, second = combine_instance_predictions([cars, persons, buses])
-    assert first["instances"].unique().tolist() == [0, 1, 2, 3, 4]
-    assert first["classes"].tolist() == [CAR, CAR, PERSON, PERSON]
-    assert torch.allclose(first["scores"], torch.tensor([0.9, 0.6, 0.7, 0.8]))
-    assert first["masks"].shape == (4, 6, 8)
-    for k in range(4):
-        assert torch.equal(first["masks"][k], first["instances"] == k + 1)
-    assert first["instances"][1, 2] == 1  # car (0.9) keeps the overlapping pixel
-    assert torch.equal(first["instances"] == 4, (person_map == 2) & ~(car_map == 1))
-    assert torch.equal(first["instances"] == 3, person_map == 1)
-    assert torch.equal(first["instances"] == 2, car_map == 2)
-    assert second["classes"].tolist() == [BUS] and torch.equal(second["instances"], bus_map)
+    hidden = torch.where(car_map == 2, 1, 0)  # an instance hidden entirely by a better one is dropped
+    instances, segments = combine_instances([part(car_map, [CAR, CAR], [0.9, 0.6]), part(hidden, [BUS], [0.1])])
+    assert segments["class"].tolist() == [CAR, CAR] and instances.max() == 2
 
-    # an instance hidden entirely by a better one is dropped
-    hidden = fake_result(car_map.clone().masked_fill_(car_map != 2, 0).masked_fill_(car_map == 2, 1), [BUS], [0.1])
-    fused = combine_instance_predictions([[cars[0]], [hidden]])[0]
-    assert fused["classes"].tolist() == [CAR, CAR] and fused["instances"].max() == 2
 
-    with pytest.raises(ValueError, match="disjoint"):
-        combine_instance_predictions([[cars[0]], [cars[0]]])
-    with pytest.raises(ValueError, match="one result per image"):
-        combine_instance_predictions([cars, [cars[0]]])
+def test_instance_models_of_shared_classes_are_refused():
+    net = torch.nn.Identity()
+    with pytest.raises(ValueError, match="share classes"):
+        PanopticPredictor(net, [net, net], [ClusteringSettings(classes=(CAR,)), ClusteringSettings(classes=(CAR, BUS))])
 
 
 def test_capped_pseudo_label_clustering_labels_every_pixel():

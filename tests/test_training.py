@@ -1,11 +1,14 @@
 """Stages run through `train()` on tiny data: checkpoints chain, BN stays frozen, the teacher is saved."""
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from panoptic_st.checkpoints import CheckpointError, load_checkpoint_state, semantic_network_from_checkpoint
 from panoptic_st.config import load_config
-from panoptic_st.training import evaluate, train
+from panoptic_st.prediction import evaluate
+from panoptic_st.training import train
 
 TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
         "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1"]
@@ -45,13 +48,15 @@ def test_self_training_keeps_batchnorm_frozen_and_saves_teacher_and_prior(semant
     assert "pseudo/coverage_all" in self_train["metrics"] and "train/loss_target" in self_train["metrics"]
 
 
-def test_evaluate_with_adabn_changes_only_batchnorm_statistics(semantic_runs):
+def test_evaluate_with_adabn_changes_the_score(semantic_runs):
     base, _, common = semantic_runs
-    cfg = load_config("toy/semantic_baseline", [*common, f"output_dir={base['checkpoint']}.eval"])
+    cfg = load_config("toy/semantic_baseline", common)
     plain = evaluate(cfg, base["checkpoint"])
     adapted = evaluate(cfg, base["checkpoint"], adabn_first=True)
     assert plain["metrics"].keys() == adapted["metrics"].keys()
     assert plain["metrics"]["val/miou19"] != adapted["metrics"]["val/miou19"]
+    checkpoint = Path(base["checkpoint"])
+    assert {p.name for p in checkpoint.parent.glob("*.json")} >= {"final.eval.json", "final.eval_adabn.json"}
 
 
 def test_adabn_init_starts_self_training_from_target_batchnorm_statistics(semantic_runs, tmp_path):
@@ -88,11 +93,12 @@ def test_frozen_semantic_network_is_channels_last_with_the_trained_outputs(seman
         assert torch.allclose(frozen(images), contiguous(images), atol=1e-5)
 
 
-def test_checkpoint_of_another_architecture_is_refused(semantic_runs):
+def test_checkpoint_of_another_architecture_is_refused(semantic_runs, tmp_path):
     base, _, common = semantic_runs
-    cfg = load_config("toy/semantic_baseline", [*common, "semantic.arch=deeplabv3plus"])
+    cfg = load_config("toy/semantic_selftrain", [*common, "semantic.arch=deeplabv3plus", f"output_dir={tmp_path}",
+                                                 f"semantic.init_checkpoint={base['checkpoint']}"])
     with pytest.raises(CheckpointError, match="arch='deeplabv2'"):
-        evaluate(cfg, base["checkpoint"])
+        train(cfg)
 
 
 def test_instance_stages_chain_into_self_training(semantic_runs, toy_root, tmp_path):

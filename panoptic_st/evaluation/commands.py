@@ -37,9 +37,20 @@ def _write(out: Path | None, results: dict, table: str) -> None:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as f:
-        json.dump(results, f, indent=2, sort_keys=True, default=str)
+        json.dump(_strict(results), f, indent=2, sort_keys=True, default=str, allow_nan=False)
     out.with_suffix(".md").write_text("```\n" + table + "\n```\n")
     print(f"results written to {out}")
+
+
+def _strict(value):
+    """NaN and infinity as null, so the JSON loads with any strict parser."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _panoptic_table(res: dict) -> str:
@@ -113,11 +124,24 @@ def run_instance(args: argparse.Namespace) -> int:
 
     def go():
         res = evaluate_instances(
-            args.gt_dir, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty()
+            args.gt_dir, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty(),
+            min_region_size=args.min_region_size,
         )
         _write(args.out, res, _instance_table(res))
 
     return _run(go)
+
+
+def _region_size(text: str) -> int | None:
+    if text == "scaled":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of pixels or 'scaled', got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def add_eval_commands(subparsers) -> argparse.ArgumentParser:
@@ -151,6 +175,9 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
     ins = sub.add_parser("instance", help="AP / AP50 from .txt result lists and mask PNGs")
     ins.add_argument("--gt-dir", type=Path, required=True, help="folder with *_gtFine_instanceIds.png")
     ins.add_argument("--pred-dir", type=Path, required=True, help="folder with {city}_{seq}_{frame}*.txt")
+    ins.add_argument("--min-region-size", type=_region_size, default=100, metavar="N|scaled",
+                     help="ignore GT instances under N px (official: 100); 'scaled': 100 px at 2048x1024 scaled to "
+                          "each image (downscaled data such as the toy)")
     common(ins)
     ins.set_defaults(func=run_instance)
     return ev

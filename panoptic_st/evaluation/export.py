@@ -10,9 +10,9 @@ Formats (the ones the official ``cityscapesscripts`` evaluators read):
   ``id``, ``category_id`` (label id), ``area``, ``bbox`` [x, y, w, h], ``iscrowd``) plus one RGB PNG per image whose
   segment id is ``R + 256 G + 256^2 B`` (0 = void).
 
-The project's contract: ``semantic`` HxW trainIds (255 ignore), ``instances`` HxW ids (0 = none, instance ``k``
-owns ``labels[k-1]`` and ``scores[k-1]``), ``panoptic`` HxW ``trainId * 1000 + instance`` (negative ids or classes
-outside the 19 train classes are void).
+The writers take the project's prediction contract (``docs/design.md``): ``semantic`` HxW trainIds (255 ignore),
+``instances`` HxW ids (0 = none, instance ``k`` is row ``k-1`` of ``segments``: ``class``, ``score``), ``panoptic``
+HxW ``trainId * 1000 + instance`` (negative ids or classes outside the 19 train classes are void).
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ __all__ = [
     "find_ground_truth",
     "id_to_rgb",
     "match_prediction_files",
+    "output_stem",
     "panoptic_categories",
     "read_panoptic_bgr",
     "read_panoptic_ids",
     "rgb_to_id",
     "write_instance_prediction",
+    "write_panoptic_json",
+    "write_panoptic_prediction",
     "write_semantic_prediction",
 ]
 
@@ -69,6 +72,17 @@ def cityscapes_prefix(name: str | os.PathLike) -> str:
     if m is None:
         raise EvaluationInputError(f"{name}: not a Cityscapes name (expected city_123456_123456...)")
     return m.group(0)
+
+
+def output_stem(name: str | os.PathLike) -> str:
+    """The stem of an image's result files: ``{city}_{seq}_{frame}`` for a Cityscapes name, else the name itself
+    without an image suffix and with blanks as ``_`` (it may hold sub-folders, e.g. ``run1/img_001`` for a folder
+    of arbitrary images)."""
+    base = os.path.basename(os.fspath(name))
+    m = _CS_NAME.match(base)
+    if m is not None:
+        return m.group(0)
+    return re.sub(r"\s", "_", re.sub(r"\.(png|jpe?g)$", "", os.fspath(name), flags=re.IGNORECASE))
 
 
 def find_ground_truth(gt_dir: str | os.PathLike, suffix: str) -> list[Path]:
@@ -269,9 +283,11 @@ def panoptic_categories() -> list[dict]:
 # writers
 
 
-def _numpy(x) -> np.ndarray:
+def to_numpy(x) -> np.ndarray:
+    """A tensor (bfloat16 / float16 as float32, which NumPy cannot hold) or array-like as a NumPy array."""
     if isinstance(x, torch.Tensor):
-        return x.detach().cpu().numpy()
+        x = x.detach()
+        return (x.float() if x.dtype in (torch.bfloat16, torch.float16) else x).cpu().numpy()
     return np.asarray(x)
 
 
@@ -286,18 +302,18 @@ _TRAIN_TO_LABEL[:NUM_CLASSES] = TRAIN_ID_TO_LABEL_ID
 
 def write_semantic_prediction(out_dir: str | os.PathLike, image_name: str, semantic) -> Path:
     """Write a trainId map (HxW, 255 = ignore -> label id 0) as ``{out_dir}/{prefix}_pred_labelIds.png``."""
-    sem = _numpy(semantic).astype(np.int64)
+    sem = to_numpy(semantic).astype(np.int64)
     if sem.ndim != 2:
         raise ValueError(f"semantic prediction of {image_name} must be HxW, got shape {sem.shape}")
     sem = np.where((sem >= 0) & (sem < NUM_CLASSES), sem, IGNORE_INDEX)
-    out = Path(out_dir) / f"{cityscapes_prefix(image_name)}_pred_labelIds.png"
+    out = Path(out_dir) / f"{output_stem(image_name)}_pred_labelIds.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(out), _TRAIN_TO_LABEL[sem], _FAST_PNG)
     return out
 
 
 def _instance_masks(instances, num: int | None = None) -> np.ndarray:
-    arr = _numpy(instances)
+    arr = to_numpy(instances)
     if arr.ndim == 3:
         return arr.astype(bool)
     if arr.ndim != 2:
@@ -312,34 +328,83 @@ def write_instance_prediction(out_dir: str | os.PathLike, image_name: str, insta
     ``instances``: HxW id map (instance ``k`` >= 1 owns ``labels[k-1]`` and ``scores[k-1]``) or NxHxW bool masks;
     ``labels``: trainIds; ``scores``: confidences, written with full precision (``repr``).
     """
-    lab = _numpy(labels).astype(np.int64).reshape(-1)
-    sc = _numpy(scores).astype(np.float64).reshape(-1)
+    lab = to_numpy(labels).astype(np.int64).reshape(-1)
+    sc = to_numpy(scores).astype(np.float64).reshape(-1)
     if lab.shape != sc.shape:
         raise ValueError(f"{image_name}: {lab.size} labels but {sc.size} scores")
     masks = _instance_masks(instances, num=lab.size)
     if len(masks) != lab.size:
         raise ValueError(f"{image_name}: {len(masks)} masks but {lab.size} labels")
-    prefix = cityscapes_prefix(image_name)
+    stem = output_stem(image_name)
     out_dir = Path(out_dir)
-    (out_dir / "masks").mkdir(parents=True, exist_ok=True)
+    txt = out_dir / f"{stem}_pred.txt"
+    mask_stem = out_dir / "masks" / stem
+    mask_stem.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for k, (mask, t, s) in enumerate(zip(masks, lab, sc)):
         if not 0 <= t < NUM_CLASSES:
             continue
-        rel = f"masks/{prefix}_{k:04d}.png"
-        cv2.imwrite(str(out_dir / rel), mask.astype(np.uint8) * 255, _FAST_PNG)
+        path = Path(f"{mask_stem}_{k:04d}.png")
+        cv2.imwrite(str(path), mask.astype(np.uint8) * 255, _FAST_PNG)
+        rel = os.path.relpath(path, txt.parent).replace(os.sep, "/")
         lines.append(f"{rel} {int(TRAIN_ID_TO_LABEL_ID[t])} {float(s)!r}\n")
-    txt = out_dir / f"{prefix}_pred.txt"
     txt.write_text("".join(lines))
     return txt
 
 
+def write_panoptic_prediction(png_dir: str | os.PathLike, image_name: str, panoptic) -> tuple[dict, dict]:
+    """Write one panoptic PNG (``{png_dir}/{stem}_panoptic.png``); returns its ``images`` and ``annotations``
+    entries for the JSON.
+
+    Segment ids are ``labelId * 1000 + instance`` (Cityscapes style, never 0, < 2^16); thing segments are written
+    with ``iscrowd`` 0.
+    """
+    pan = to_numpy(panoptic).astype(np.int64)
+    if pan.ndim != 2:
+        raise ValueError(f"panoptic prediction of {image_name} must be HxW, got shape {pan.shape}")
+    cls = np.floor_divide(pan, LABEL_DIVISOR)
+    inst = pan - cls * LABEL_DIVISOR
+    valid = (pan >= 0) & (cls < NUM_CLASSES)
+    seg = np.where(valid, _TRAIN_TO_LABEL[np.clip(cls, 0, 255)].astype(np.int64) * LABEL_DIVISOR + inst, 0)
+    stem = output_stem(image_name)
+    file_name = f"{stem}_panoptic.png"
+    path = Path(png_dir) / file_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), cv2.cvtColor(id_to_rgb(seg), cv2.COLOR_RGB2BGR), _FAST_PNG)
+    image = {"id": stem, "file_name": f"{stem}_leftImg8bit.png", "height": seg.shape[0], "width": seg.shape[1]}
+    return image, {"image_id": stem, "file_name": file_name, "segments_info": _segments_info(seg)}
+
+
+def _segments_info(seg: np.ndarray) -> list[dict]:
+    """COCO ``segments_info`` (id, category, area, bbox, iscrowd 0) of an HxW segment-id map (0 = void)."""
+    ids, inverse = np.unique(seg, return_inverse=True)
+    inverse = inverse.reshape(seg.shape)
+    n = len(ids)
+    height, width = seg.shape
+    counts = np.bincount(inverse.ravel(), minlength=n)
+    # per segment: which columns / rows it touches (one bincount each), then first and last of them
+    cols = np.bincount((inverse * width + np.arange(width)).ravel(), minlength=n * width).reshape(n, width) > 0
+    rows = np.bincount((inverse * height + np.arange(height)[:, None]).ravel(),
+                       minlength=n * height).reshape(n, height) > 0
+    x0, x1 = cols.argmax(1), width - 1 - cols[:, ::-1].argmax(1)
+    y0, y1 = rows.argmax(1), height - 1 - rows[:, ::-1].argmax(1)
+    return [{"id": int(sid), "category_id": int(sid // LABEL_DIVISOR), "area": int(counts[i]),
+             "bbox": [int(x0[i]), int(y0[i]), int(x1[i] - x0[i] + 1), int(y1[i] - y0[i] + 1)], "iscrowd": 0}
+            for i, sid in enumerate(ids.tolist()) if sid != 0]
+
+
+def write_panoptic_json(json_path: str | os.PathLike, images: list[dict], annotations: list[dict]) -> Path:
+    """The COCO panoptic JSON of the PNGs written by `write_panoptic_prediction`, with the official categories."""
+    json_path = Path(json_path)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(json_path, "w") as f:
+        json.dump({"images": images, "annotations": annotations, "categories": panoptic_categories()}, f)
+    return json_path
+
+
 class PanopticJsonWriter:
     """Collects panoptic predictions into the official format: ``add()`` writes one PNG, ``close()`` the JSON.
-
-    Segment ids are ``labelId * 1000 + instance`` (Cityscapes style, never 0, < 2^16); thing segments are
-    written with ``iscrowd`` 0. Use as a context manager or call ``close()``.
-    """
+    Use as a context manager or call ``close()``."""
 
     def __init__(self, json_path: str | os.PathLike, png_dir: str | os.PathLike | None = None) -> None:
         self.json_path = Path(json_path)
@@ -349,63 +414,13 @@ class PanopticJsonWriter:
         self.images: list[dict] = []
 
     def add(self, image_name: str, panoptic) -> Path:
-        pan = _numpy(panoptic).astype(np.int64)
-        if pan.ndim != 2:
-            raise ValueError(f"panoptic prediction of {image_name} must be HxW, got shape {pan.shape}")
-        cls = np.floor_divide(pan, LABEL_DIVISOR)
-        inst = pan - cls * LABEL_DIVISOR
-        valid = (pan >= 0) & (cls < NUM_CLASSES)
-        seg = np.where(
-            valid, _TRAIN_TO_LABEL[np.clip(cls, 0, 255)].astype(np.int64) * LABEL_DIVISOR + inst, 0
-        )
-        prefix = cityscapes_prefix(image_name)
-        file_name = f"{prefix}_panoptic.png"
-        cv2.imwrite(str(self.png_dir / file_name), cv2.cvtColor(id_to_rgb(seg), cv2.COLOR_RGB2BGR), _FAST_PNG)
-        ids, inverse = np.unique(seg, return_inverse=True)
-        inverse = inverse.reshape(seg.shape)
-        n = len(ids)
-        height, width = seg.shape
-        counts = np.bincount(inverse.ravel(), minlength=n)
-        # per segment: which columns / rows it touches (one bincount each), then first and last of them
-        cols = (
-            np.bincount((inverse * width + np.arange(width)).ravel(), minlength=n * width).reshape(n, width)
-            > 0
-        )
-        rows = (
-            np.bincount(
-                (inverse * height + np.arange(height)[:, None]).ravel(), minlength=n * height
-            ).reshape(n, height)
-            > 0
-        )
-        x0, x1 = cols.argmax(1), width - 1 - cols[:, ::-1].argmax(1)
-        y0, y1 = rows.argmax(1), height - 1 - rows[:, ::-1].argmax(1)
-        segments = []
-        for i, sid in enumerate(ids.tolist()):
-            if sid == 0:
-                continue
-            segments.append(
-                {
-                    "id": int(sid),
-                    "category_id": int(sid // LABEL_DIVISOR),
-                    "area": int(counts[i]),
-                    "bbox": [int(x0[i]), int(y0[i]), int(x1[i] - x0[i] + 1), int(y1[i] - y0[i] + 1)],
-                    "iscrowd": 0,
-                }
-            )
-        self.annotations.append({"image_id": prefix, "file_name": file_name, "segments_info": segments})
-        self.images.append(
-            {"id": prefix, "file_name": f"{prefix}_leftImg8bit.png", "height": height, "width": width}
-        )
-        return self.png_dir / file_name
+        image, annotation = write_panoptic_prediction(self.png_dir, image_name, panoptic)
+        self.images.append(image)
+        self.annotations.append(annotation)
+        return self.png_dir / annotation["file_name"]
 
     def close(self) -> Path:
-        self.json_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.json_path, "w") as f:
-            json.dump(
-                {"images": self.images, "annotations": self.annotations, "categories": panoptic_categories()},
-                f,
-            )
-        return self.json_path
+        return write_panoptic_json(self.json_path, self.images, self.annotations)
 
     def __enter__(self):
         return self
@@ -414,57 +429,41 @@ class PanopticJsonWriter:
         self.close()
 
 
-def _majority_labels(instances: np.ndarray, semantic: np.ndarray, n: int) -> np.ndarray:
-    """Class of each instance 1..n: the most frequent valid trainId under it (255 if none)."""
-    keep = (instances > 0) & (instances <= n) & (semantic >= 0) & (semantic < NUM_CLASSES)
-    hist = np.bincount(
-        instances[keep].astype(np.int64) * NUM_CLASSES + semantic[keep], minlength=(n + 1) * NUM_CLASSES
-    ).reshape(n + 1, NUM_CLASSES)[1:]
-    return np.where(hist.sum(1) > 0, hist.argmax(1), IGNORE_INDEX)
-
-
 class CityscapesExporter:
-    """Writes a ``predict_step`` dict per image into all official formats it can, under ``out_root``:
-    ``semantic/``, ``instance/`` and ``panoptic.json`` + ``panoptic/``.
-
-    Keys used: ``semantic`` (HxW trainIds), ``instances`` (HxW ids) with ``scores`` and optionally ``labels``
-    (trainIds; by default the majority of ``semantic``, else of ``panoptic``'s class, under each instance), and
-    ``panoptic`` (HxW ``trainId * 1000 + instance``).
-    """
+    """Writes prediction-contract dicts into every official format they allow, under ``out_root``:
+    ``semantic/`` (``semantic``), ``instance/`` (``instances`` + ``segments``) and ``panoptic.json`` +
+    ``panoptic/`` (``panoptic``)."""
 
     def __init__(self, out_root: str | os.PathLike) -> None:
         self.out_root = Path(out_root)
         self.semantic_dir = self.out_root / "semantic"
         self.instance_dir = self.out_root / "instance"
+        self.panoptic_dir = self.out_root / "panoptic"
         self.panoptic_json = self.out_root / "panoptic.json"
-        self._panoptic: PanopticJsonWriter | None = None
+        self.images: list[dict] = []
+        self.annotations: list[dict] = []
+
+    def write(self, image_name: str, prediction: Mapping) -> tuple[dict, dict] | None:
+        """Write one image's files; returns its panoptic JSON entries (image, annotation), if it has a panoptic map."""
+        write_semantic_prediction(self.semantic_dir, image_name, prediction["semantic"])
+        if "instances" in prediction:
+            segments = prediction["segments"]
+            write_instance_prediction(self.instance_dir, image_name, prediction["instances"], segments["class"],
+                                      segments["score"])
+        if "panoptic" in prediction:
+            return write_panoptic_prediction(self.panoptic_dir, image_name, prediction["panoptic"])
+        return None
 
     def add(self, image_name: str, prediction: Mapping) -> None:
-        if "semantic" in prediction:
-            write_semantic_prediction(self.semantic_dir, image_name, prediction["semantic"])
-        if "instances" in prediction:
-            inst = _numpy(prediction["instances"]).astype(np.int64)
-            n = int(inst.max(initial=0))
-            scores = prediction.get("scores")
-            scores = np.ones(n) if scores is None else _numpy(scores)
-            labels = prediction.get("labels")
-            if labels is None:
-                if "semantic" in prediction:
-                    ref = _numpy(prediction["semantic"]).astype(np.int64)
-                elif "panoptic" in prediction:
-                    ref = np.floor_divide(_numpy(prediction["panoptic"]).astype(np.int64), LABEL_DIVISOR)
-                else:
-                    raise ValueError(f"{image_name}: instances need 'labels', 'semantic' or 'panoptic'")
-                labels = _majority_labels(inst, ref, len(scores))
-            write_instance_prediction(self.instance_dir, image_name, inst, labels, scores)
-        if "panoptic" in prediction:
-            if self._panoptic is None:
-                self._panoptic = PanopticJsonWriter(self.panoptic_json, self.out_root / "panoptic")
-            self._panoptic.add(image_name, prediction["panoptic"])
+        """Write one image's files and keep its panoptic entries for ``close()``."""
+        entries = self.write(image_name, prediction)
+        if entries is not None:
+            self.images.append(entries[0])
+            self.annotations.append(entries[1])
 
     def close(self) -> None:
-        if self._panoptic is not None:
-            self._panoptic.close()
+        if self.annotations:
+            write_panoptic_json(self.panoptic_json, self.images, self.annotations)
 
     def __enter__(self):
         return self

@@ -45,6 +45,7 @@ from panoptic_st.evaluation.export import (
     match_prediction_files,
     read_label_png,
     read_mask_png,
+    to_numpy,
 )
 
 __all__ = [
@@ -316,18 +317,14 @@ def paired_bootstrap(
 # torchmetrics metric on the project's tensors
 
 
-def _numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
 def _prediction_pixels(pred: Mapping, n: int) -> list[np.ndarray]:
     """Flat pixel indices of each of the ``n`` predicted instances (``masks`` or an ``instances`` id map)."""
     if "masks" in pred:
-        masks = _numpy(pred["masks"]).astype(bool)
+        masks = to_numpy(pred["masks"]).astype(bool)
         if len(masks) != n:
             raise ValueError(f"{len(masks)} masks but {n} labels")
         return [np.flatnonzero(m.reshape(-1)) for m in masks]
-    flat = _numpy(pred["instances"]).astype(np.int64).reshape(-1)
+    flat = to_numpy(pred["instances"]).astype(np.int64).reshape(-1)
     order = np.argsort(flat, kind="stable")
     bounds = np.searchsorted(flat[order], np.arange(1, n + 2))
     return [order[bounds[k] : bounds[k + 1]] for k in range(n)]
@@ -381,8 +378,8 @@ class InstanceAP(Metric):
         self.add_state("n_pred", torch.zeros(c, dtype=torch.long), dist_reduce_fx="sum")
 
     def _target(self, target: Mapping):
-        sem = _numpy(target["semantic"]).astype(np.int64)
-        inst = _numpy(target["instance"]).astype(np.int64)
+        sem = to_numpy(target["semantic"]).astype(np.int64)
+        inst = to_numpy(target["instance"]).astype(np.int64)
         valid = (sem >= 0) & (sem < self.num_classes)
         cls = np.where(valid, self._class_index[np.clip(sem, 0, 255)], -1)
         thing = cls >= 0
@@ -399,8 +396,8 @@ class InstanceAP(Metric):
     def records(self, pred: Mapping, target: Mapping) -> InstanceRecords:
         """Match records of one image, as ``update`` accumulates them (e.g. for ``paired_bootstrap``)."""
         gt_index, gt_class, gt_group, gt_size, void = self._target(target)
-        labels = _numpy(pred["labels"]).astype(np.int64).reshape(-1)
-        scores = _numpy(pred["scores"]).astype(np.float64).reshape(-1)
+        labels = to_numpy(pred["labels"]).astype(np.int64).reshape(-1)
+        scores = to_numpy(pred["scores"]).astype(np.float64).reshape(-1)
         pixels = _prediction_pixels(pred, len(labels))
         cls = self._class_index[np.clip(labels, 0, 255)]
         keep = [k for k in range(len(labels)) if 0 <= labels[k] < 256 and cls[k] >= 0]
@@ -490,7 +487,8 @@ def _read_prediction_list(txt: Path, pred_root: Path) -> dict[Path, tuple[int, f
     return entries
 
 
-def _file_records(gt_file: Path, txt: Path, pred_root: Path) -> InstanceRecords:
+def _file_records(gt_file: Path, txt: Path, pred_root: Path,
+                  min_region_size: int | None = MIN_REGION_SIZE) -> InstanceRecords:
     ids = read_label_png(gt_file).astype(np.int64)
     if ids.min(initial=0) < 0:
         raise EvaluationInputError(f"{gt_file}: negative instance ids")
@@ -535,6 +533,8 @@ def _file_records(gt_file: Path, txt: Path, pred_root: Path) -> InstanceRecords:
         classes,
         scores,
         len(INSTANCE_LABELS),
+        OVERLAPS,
+        min_region_size or scaled_min_region_size(*ids.shape),
     )
 
 
@@ -545,8 +545,12 @@ def evaluate_instances(
     *,
     workers: int | None = None,
     progress: bool = False,
+    min_region_size: int | None = MIN_REGION_SIZE,
 ) -> dict:
     """Drop-in for ``evalInstanceLevelSemanticLabeling`` (default settings) on the official files.
+
+    ``min_region_size``: GT instances below it are ignored (official: 100 px; None scales 100 px at 2048x1024 to
+    each image's size, as :class:`InstanceAP` does for downscaled data such as the toy benchmark).
 
     GT: every ``*_gtFine_instanceIds.png`` under ``gt_dir``; predictions: for each, exactly one
     ``{city}_{seq}_{frame}*.txt`` under ``pred_dir`` listing ``relative/mask.png labelId confidence``.
@@ -563,7 +567,7 @@ def evaluate_instances(
     with ThreadPoolExecutor(n_workers) as pool:
         records = list(
             tqdm(
-                pool.map(lambda a: _file_records(a[0], a[1], pred_root), zip(gt_files, txts)),
+                pool.map(lambda a: _file_records(a[0], a[1], pred_root, min_region_size), zip(gt_files, txts)),
                 total=len(gt_files),
                 disable=not progress,
                 desc="instance",
@@ -576,7 +580,7 @@ def evaluate_instances(
     results = {
         "averages": summarize_instances(ap, INSTANCE_LABELS),
         "overlaps": OVERLAPS.tolist(),
-        "minRegionSizes": [100, 1000, 1000],
+        "minRegionSizes": [min_region_size or "scaled", 1000, 1000],
         "distanceThresholds": [float("inf"), 100.0, 50.0],
         "minStereoDensities": [-float("inf"), 0.5, 0.5],
         "instLabels": list(INSTANCE_LABELS),

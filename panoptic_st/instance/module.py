@@ -19,16 +19,16 @@ from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
     METHODS,
+    ClusteringSettings,
+    cluster_instances,
     drop_unconfident_instances,
     drop_unstable_instances,
-    instance_predictions,
-    instance_pseudo_labels,
     keep_random_instances,
-    postprocess_instances,
 )
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.models.unet import build_embedding_unet
+from panoptic_st.panoptic.predictor import ap_input, predict_images
 from panoptic_st.semantic.pseudo_labels import max_over_classes, normalize
 
 MODES = ("baseline", "self_train")
@@ -119,9 +119,12 @@ class InstanceModule(L.LightningModule):
             raise ValueError(f"instance.oracle_fraction must lie in (0, 1], got {cfg.oracle_fraction}")
         self.cfg = cfg
         self.classes = resolve_classes(list(cfg.classes))
+        self.clustering = ClusteringSettings(self.classes, cfg.clustering, cfg.bandwidth, cfg.delta_d, cfg.min_size,
+                                             cfg.postprocess_kernel)
         encoder = cfg.encoder if cfg.encoder.startswith("tu-") else f"tu-{cfg.encoder}"
+        clustering = {**self.clustering.__dict__, "classes": list(self.classes)}
         self.save_hyperparameters({"branch": "instance", "encoder": encoder, "embedding_dim": cfg.embedding_dim,
-                                   "classes": list(self.classes), "mode": cfg.mode})
+                                   "classes": list(self.classes), "mode": cfg.mode, "clustering": clustering})
         self.net = build_embedding_unet(encoder, cfg.embedding_dim, cfg.encoder_weights_file)
         if cfg.mode == "self_train" and cfg.freeze_batchnorm:
             freeze_batchnorm(self.net)
@@ -198,12 +201,7 @@ class InstanceModule(L.LightningModule):
 
     def cluster(self, embeddings: Tensor, semantic: Tensor, max_points: int | None = None) -> tuple[Tensor, Tensor]:
         """Instance map and class table of one image, clustered class by class, then post-processed."""
-        cfg = self.cfg
-        instances, classes = instance_pseudo_labels(embeddings, semantic, self.classes, cfg.bandwidth,
-                                                    cfg.delta_d, cfg.min_size, cfg.clustering, max_points)
-        if cfg.postprocess_kernel > 1:
-            instances = postprocess_instances(instances, cfg.postprocess_kernel)
-        return instances, classes
+        return cluster_instances(embeddings, semantic, self.clustering, max_points)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         parts: list[tuple[int, Tensor]] = []
@@ -244,25 +242,15 @@ class InstanceModule(L.LightningModule):
         super().optimizer_step(*args, **kwargs)
         self.teacher.update(self.net, self.global_step + 1)
 
-    def predict_instances(self, images: Tensor, semantic: Tensor | None = None,
-                          probs: Tensor | None = None) -> list[dict]:
-        """Per image: `instances` [H, W], `masks`, `classes`, `scores` (for AP), from the student's embeddings
-        clustered inside the predicted semantic masks (or the given `semantic` map)."""
-        if semantic is None:
-            semantic, probs = self.semantic_masks(images)
-        embeddings = self(images)
-        results = []
-        for b in range(images.shape[0]):
-            instances, classes = self.cluster(embeddings[b], semantic[b])
-            class_probs = probs[b] if probs is not None else _one_hot(semantic[b], len(CLASS_NAMES))
-            masks, cls, scores = instance_predictions(instances, class_probs, classes)
-            results.append({"instances": instances, "masks": masks, "classes": cls, "scores": scores})
-        return results
+    def predict(self, batch: dict) -> list[dict]:
+        """The prediction contract of a batch: the student's embeddings clustered inside the semantic network's
+        masks, or inside the ground-truth masks when the module has no semantic network."""
+        semantic = None if self.semantic_net is not None else batch["semantic"]
+        return predict_images(batch["image"], self.semantic_net, [self.net], [self.clustering], semantic)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        semantic = None if self.semantic_net is not None else batch["semantic"]
-        preds = self.predict_instances(batch["image"], semantic)
-        self.val_ap.update([ap_prediction(p) for p in preds],
+        preds = self.predict(batch)
+        self.val_ap.update([ap_input(p) for p in preds],
                            [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
 
     def on_validation_epoch_end(self) -> None:
@@ -274,22 +262,10 @@ class InstanceModule(L.LightningModule):
         self.val_ap.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
-        return self.predict_instances(batch["image"])
+        return self.predict(batch)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         steps = max(int(self.trainer.max_steps), 1) if self.trainer else 1
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
-def ap_prediction(result: dict) -> dict:
-    """The `InstanceAP` prediction mapping (masks, labels, scores) of one `predict_instances` result."""
-    return {"masks": result["masks"], "labels": result["classes"], "scores": result["scores"]}
-
-
-def _one_hot(semantic: Tensor, num_classes: int) -> Tensor:
-    valid = semantic < num_classes
-    probs = torch.zeros(num_classes, *semantic.shape, device=semantic.device)
-    probs.scatter_(0, semantic.clamp(0, num_classes - 1)[None], valid[None].float())
-    return probs

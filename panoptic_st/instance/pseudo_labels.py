@@ -4,6 +4,7 @@ per-instance predictions for AP."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,6 +14,33 @@ from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS
 from panoptic_st.instance.meanshift import agglomerative_clusters, mean_shift, merge_clusters, nearest_center
 
 METHODS = ("meanshift+", "meanshift", "agglomerative")
+PREDICT_MAX_POINTS = 16384
+"""Pixels per class mask that mean-shift finds its modes on at prediction (the rest take the nearest mode): all of
+them on the toy, a bounded share of a 1024 x 2048 image's large masks."""
+
+
+@dataclass(frozen=True)
+class ClusteringSettings:
+    """How one instance model's embeddings become instances: thing classes clustered, method and parameters."""
+
+    classes: tuple[int, ...] = tuple(THING_TRAIN_IDS)
+    method: str = "meanshift+"
+    bandwidth: float = 0.5
+    delta_d: float = 2.0
+    min_size: int = 50
+    postprocess_kernel: int = 3
+    max_points: int | None = PREDICT_MAX_POINTS
+
+
+def cluster_instances(embeddings: Tensor, semantic: Tensor, settings: ClusteringSettings,
+                      max_points: int | None = None) -> tuple[Tensor, Tensor]:
+    """Instance map [H,W] and class table of one image (`instance_pseudo_labels`, then the morphological opening);
+    `max_points` caps the pixels mean-shift runs on per class mask."""
+    instances, classes = instance_pseudo_labels(embeddings, semantic, settings.classes, settings.bandwidth,
+                                                settings.delta_d, settings.min_size, settings.method, max_points)
+    if settings.postprocess_kernel > 1:
+        instances = postprocess_instances(instances, settings.postprocess_kernel)
+    return instances, classes
 
 
 def cluster_embeddings(points: Tensor, method: str, bandwidth: float, delta_d: float,

@@ -19,9 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from torch import Tensor
-
 from panoptic_st.data.labels import THING_CATEGORIES
 
 INDIVIDUAL_CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
@@ -81,68 +78,3 @@ def run_workflow(name: str, overrides: Sequence[str] = (), output_root: str | Pa
             extra.append(f"instance.init_checkpoint={results[stage.init_from]['checkpoint']}")
         results[stage.experiment] = train(load_config(stage.experiment, extra))
     return results
-
-
-def combine_instance_predictions(per_model: Sequence[Sequence[dict]]) -> list[dict]:
-    """Fuse the predictions of several instance models with disjoint class sets into one result per image.
-
-    `per_model[m][b]` is model m's result for image b, as returned by `InstanceModule.predict_instances`
-    (`instances` [H,W] with ids > 0, `masks` [K,H,W], `classes` [K], `scores` [K]). The fused result has the same
-    keys: instances renumbered 1..K over all models (models in order, each model's instances by id), with their
-    classes and scores. Where instances of different models overlap, the higher score keeps the pixel (ties: the
-    earlier model); an instance left without pixels is dropped. A class predicted by two models is an error.
-    """
-    if not per_model:
-        raise ValueError("combine_instance_predictions needs the results of at least one model")
-    n_images = len(per_model[0])
-    if any(len(results) != n_images for results in per_model):
-        raise ValueError(f"every model needs one result per image, got {[len(r) for r in per_model]}")
-    owner: dict[int, int] = {}
-    for m, results in enumerate(per_model):
-        for result in results:
-            for cls in result["classes"].tolist():
-                if owner.setdefault(cls, m) != m:
-                    raise ValueError(f"class {cls} is predicted by models {owner[cls]} and {m}; "
-                                     "the combined models must own disjoint class sets")
-    return [_combine_image([results[b] for results in per_model]) for b in range(n_images)]
-
-
-def _combine_image(results: list[dict]) -> dict:
-    shape = results[0]["instances"].shape
-    device = results[0]["instances"].device
-    masks, classes, scores = [], [], []
-    for result in results:
-        if result["instances"].shape != shape:
-            raise ValueError(f"instance maps of one image differ in size: {tuple(shape)} vs "
-                             f"{tuple(result['instances'].shape)}")
-        masks.extend(result["masks"].to(device))
-        classes.extend(result["classes"].tolist())
-        scores.extend(result["scores"].tolist())
-    fused = torch.zeros(shape, dtype=torch.long, device=device)
-    best = torch.full(shape, float("-inf"), device=device)
-    for index, (mask, score) in enumerate(zip(masks, scores)):
-        wins = mask & (score > best)
-        fused[wins] = index + 1
-        best[wins] = score
-    present = [i for i in range(len(masks)) if bool((fused == i + 1).any())]
-    remap = torch.zeros(len(masks) + 1, dtype=torch.long, device=device)
-    remap[[i + 1 for i in present]] = torch.arange(1, len(present) + 1, device=device)
-    instances = remap[fused]
-    ids = torch.arange(1, len(present) + 1, device=device)
-    return {
-        "instances": instances,
-        "masks": instances[None] == ids[:, None, None],
-        "classes": torch.tensor([classes[i] for i in present], dtype=torch.long, device=device),
-        "scores": torch.tensor([scores[i] for i in present], dtype=torch.float32, device=device),
-    }
-
-
-def predict_combined(modules: Sequence, images: Tensor, semantic: Tensor | None = None,
-                     probs: Tensor | None = None) -> list[dict]:
-    """Predictions of several class- or category-specific `InstanceModule`s fused per image."""
-    owned = [set(m.classes) for m in modules]
-    for i, a in enumerate(owned):
-        for j, b in enumerate(owned[:i]):
-            if a & b:
-                raise ValueError(f"models {j} and {i} share classes {sorted(a & b)}; combine disjoint class sets")
-    return combine_instance_predictions([m.predict_instances(images, semantic, probs) for m in modules])

@@ -18,6 +18,7 @@ from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.deeplab import build_deeplab, param_groups
 from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.panoptic.merge import refine_with_instances, sample_instances
+from panoptic_st.panoptic.predictor import predict_images
 from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy
 from panoptic_st.semantic.pseudo_labels import (
     ClassPrior,
@@ -171,10 +172,9 @@ class SemanticModule(L.LightningModule):
             self.log(f"val/iou/{name}", result["iou"][c].nan_to_num(0.0))
         self.val_iou.reset()
 
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
-        probs = self(batch["image"]).softmax(dim=1)
-        confidence, semantic = probs.max(dim=1)
-        return {"semantic": semantic, "probs": probs, "confidence": confidence, "meta": batch["meta"]}
+    def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
+        """The semantic keys of the prediction contract, one dict per image."""
+        return predict_images(batch["image"], self.net)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         cfg = self.cfg
