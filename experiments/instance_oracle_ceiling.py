@@ -17,11 +17,13 @@ from instance_toy_table import MASKS, MODELS
 
 from panoptic_st.config import load_config
 from panoptic_st.pipeline import DemoSchedule
-from panoptic_st.training import evaluate, train_or_reuse
+from panoptic_st.prediction import evaluate
+from panoptic_st.training import train_or_reuse
 
 
 def oracle_ap50(run_dir: Path, data: Path, seed: int, fraction: float) -> float:
-    """Target-val AP50 of the demo's instance self-training on ground-truth target instances kept with `fraction`."""
+    """Target-val AP50 of the demo's instance self-training on ground-truth target instances kept with `fraction`,
+    clustered inside the self-trained semantic masks (written to `eval_pred_masks/eval.json` in its run folder)."""
     semantic = run_dir / "semantic_self_train" / "final.ckpt"
     out = run_dir / f"instance_oracle_{fraction:g}"
     cfg = load_config("toy/instance_selftrain", [
@@ -31,10 +33,9 @@ def oracle_ap50(run_dir: Path, data: Path, seed: int, fraction: float) -> float:
         f"instance.semantic_checkpoint={semantic}", "instance.pseudo_labels=ground_truth",
         f"instance.oracle_fraction={fraction}"])
     checkpoint = train_or_reuse(cfg)["checkpoint"]
-    scoring = load_config("toy/instance_baseline", [
-        f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false", f"instance.semantic_checkpoint={semantic}",
-        f"output_dir={out / 'eval_pred_masks'}"])
-    return evaluate(scoring, checkpoint)["metrics"]["val/ap50"]
+    scoring = load_config("toy/instance_baseline", [f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false"])
+    result = evaluate(scoring, checkpoint, masks=f"semantic:{semantic}", out=out / "eval_pred_masks" / "eval.json")
+    return result["metrics"]["val/ap50"]
 
 
 def main() -> None:

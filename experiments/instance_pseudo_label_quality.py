@@ -22,7 +22,6 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.instance.module import (
@@ -32,13 +31,24 @@ from panoptic_st.instance.module import (
     source_instance_labels,
 )
 from panoptic_st.instance.pseudo_labels import drop_unconfident_instances, drop_unstable_instances
-from panoptic_st.pipeline import instance_model
+from panoptic_st.panoptic.predictor import PanopticPredictor, network_output
+from panoptic_st.training import load_weights
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def evenly_spaced(dataset: CityscapesDataset, count: int) -> Subset:
     return Subset(dataset, range(0, len(dataset), max(len(dataset) // count, 1))[:count])
+
+
+def pseudo_labeller(seed: int, instance_checkpoint: Path, semantic_checkpoint: Path) -> InstanceModule:
+    """The toy instance baseline module, built through its config with `instance.semantic_checkpoint` set (its
+    pseudo-labels cluster inside that checkpoint's masks), with the weights of `instance_checkpoint`, in eval
+    mode."""
+    cfg = load_config("toy/instance_baseline", [f"seed={seed}", f"instance.semantic_checkpoint={semantic_checkpoint}"])
+    module = InstanceModule(cfg.instance)
+    load_weights(module, instance_checkpoint)
+    return module.eval()
 
 
 @torch.no_grad()
@@ -64,13 +74,16 @@ def pseudo_label_counts(module: InstanceModule, images: Subset,
 
 
 @torch.no_grad()
-def separation(module: InstanceModule, images: Subset, min_pixels: int = 30) -> tuple[float, float]:
-    """(median nearest same-class instance distance, mean pixel-to-instance-mean distance) on ground truth."""
+def separation(checkpoint: Path, images: Subset, min_pixels: int = 30) -> tuple[float, float]:
+    """(median nearest same-class instance distance, mean pixel-to-instance-mean distance) on ground truth, for
+    the instance network and thing classes of `checkpoint`."""
+    predictor = PanopticPredictor.from_checkpoints(None, [checkpoint], masks="gt")
+    net, classes = predictor.instance_nets[0], predictor.clustering[0].classes
     nearest, spread = [], []
     for batch in DataLoader(images, batch_size=10):
-        embeddings = module(batch["image"])
+        embeddings = network_output(net, batch["image"])
         for emb, semantic, instance in zip(embeddings, batch["semantic"], batch["instance"]):
-            for cls in module.classes:
+            for cls in classes:
                 ids, counts = torch.unique(instance[semantic == cls], return_counts=True)
                 means = []
                 for i in ids[(counts >= min_pixels) & (ids > 0)]:
@@ -93,9 +106,8 @@ def main() -> None:
     parser.add_argument("--stability-bandwidth", type=float, help="also apply the stability filter at this bandwidth")
     args = parser.parse_args()
     run = args.runs / f"seed{args.seed}"
-    cfg = load_config("toy/instance_baseline", [f"seed={args.seed}"])
-    teacher = instance_model(cfg, run / "instance_baseline" / "final.ckpt")
-    teacher.semantic_net = semantic_network_from_checkpoint(run / "semantic_self_train" / "final.ckpt").eval()
+    teacher = pseudo_labeller(args.seed, run / "instance_baseline" / "final.ckpt",
+                              run / "semantic_self_train" / "final.ckpt")
     train = evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"), args.images)
     stability = "" if args.stability_bandwidth is None else f", stability bandwidth {args.stability_bandwidth}"
     print(f"Pseudo-instances per target train image (seed {args.seed}, {len(train)} images{stability}):")
@@ -111,7 +123,7 @@ def main() -> None:
     print(f"\nSeparation of ground-truth instances on target val ({len(val)} images):")
     print("| checkpoint | nearest same-class instance (median) | pixel to instance mean |\n|---|---:|---:|")
     for checkpoint in checkpoints:
-        nearest, spread = separation(instance_model(cfg, checkpoint), val)
+        nearest, spread = separation(checkpoint, val)
         print(f"| {checkpoint} | {nearest:.2f} | {spread:.2f} |")
 
 

@@ -53,8 +53,8 @@ def main() -> None:
         checkpoint = train_variant(run_dir, out, args.data, seed, args.overrides)
         compared = (run_dir / "instance_baseline" / "final.ckpt", checkpoint)
         result = saved_or_computed(out / "scores.json", False,
-                                   lambda run_dir=run_dir, seed=seed, compared=compared:
-                                   significance_seed(run_dir, splits, seed, compared))
+                                   lambda run_dir=run_dir, compared=compared:
+                                   significance_seed(run_dir, splits, compared))
         for split, r in result.items():
             print(f"| {args.name} | {seed} | {split} | {100 * r['ap_a']:.2f} | {100 * r['ap_b']:.2f} | "
                   f"{100 * r['difference']:+.2f} | {100 * r['low']:+.2f} .. {100 * r['high']:+.2f} |", flush=True)

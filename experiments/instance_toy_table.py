@@ -19,71 +19,69 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader, Dataset
 
-from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import CLASS_NAMES, THING_TRAIN_IDS
 from panoptic_st.data.toy import make_toy
 from panoptic_st.evaluation.instance import InstanceAP, InstanceRecords, paired_bootstrap
-from panoptic_st.instance.module import InstanceModule, ap_prediction
-from panoptic_st.pipeline import DemoSchedule, ensure_toy_data, instance_model, run_stages
-from panoptic_st.training import evaluate
+from panoptic_st.panoptic.predictor import PanopticPredictor, ap_input
+from panoptic_st.pipeline import DemoSchedule, ensure_toy_data, run_stages
+from panoptic_st.prediction import evaluate
 
 MODELS = ("instance_baseline", "instance_self_train")
 MASKS = ("self-trained semantic", "ground truth")
 THINGS = [CLASS_NAMES[t] for t in THING_TRAIN_IDS]
 HELDOUT = {"n_source": 0, "n_target": 1, "n_val": 800, "val_start": 200}
+EVAL_FOLDERS = {MASKS[0]: "eval_pred_masks", MASKS[1]: "eval_gt_masks"}
+
+
+def metric_value(metrics: dict[str, float | None], key: str) -> float:
+    """A metric of `evaluate`, NaN where it is undefined (None) or absent."""
+    value = metrics.get(key)
+    return float("nan") if value is None else value
 
 
 def score_seed(run_dir: Path, data: Path, seed: int) -> dict:
-    """{model: {masks: {ap, ap50, per_class: {class: ap50}, per_class_ap: {class: ap}}}} for one seed's stages."""
+    """{model: {masks: {ap, ap50, per_class: {class: ap50}, per_class_ap: {class: ap}}}} for one seed's stages;
+    each evaluation is written to `<model>/eval_pred_masks/eval.json` or `<model>/eval_gt_masks/eval.json`."""
     stages = run_stages(run_dir, data, seed, DemoSchedule())
     semantic = stages["semantic_self_train"][1]["checkpoint"]
+    cfg = load_config("toy/instance_baseline", [f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false"])
     scores: dict = {}
     for model in MODELS:
-        for masks, semantic_checkpoint in zip(MASKS, (semantic, "null")):
-            cfg = load_config("toy/instance_baseline", [
-                f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false",
-                f"instance.semantic_checkpoint={semantic_checkpoint}",
-                f"output_dir={run_dir / model / ('eval_pred_masks' if masks == MASKS[0] else 'eval_gt_masks')}"])
-            metrics = evaluate(cfg, stages[model][1]["checkpoint"])["metrics"]
+        for masks, spec in zip(MASKS, (f"semantic:{semantic}", "gt")):
+            out = run_dir / model / EVAL_FOLDERS[masks] / "eval.json"
+            metrics = evaluate(cfg, stages[model][1]["checkpoint"], masks=spec, out=out)["metrics"]
             scores.setdefault(model, {})[masks] = {
-                "ap": metrics["val/ap"], "ap50": metrics["val/ap50"],
-                "per_class": {c: metrics.get(f"val/ap50/{c}", float("nan")) for c in THINGS},
-                "per_class_ap": {c: metrics.get(f"val/ap/{c}", float("nan")) for c in THINGS}}
+                "ap": metric_value(metrics, "val/ap"), "ap50": metric_value(metrics, "val/ap50"),
+                "per_class": {c: metric_value(metrics, f"val/ap50/{c}") for c in THINGS},
+                "per_class_ap": {c: metric_value(metrics, f"val/ap/{c}") for c in THINGS}}
     return scores
 
 
-@torch.no_grad()
-def image_records(module: InstanceModule, dataset: Dataset, ground_truth_masks: bool = False,
-                  batch_size: int = 10) -> list[InstanceRecords]:
-    """AP match records of each image, the module's instances clustered inside its semantic network's masks
-    (or inside the ground-truth semantic masks)."""
-    metric, records = InstanceAP(thing_ids=module.classes, min_region_size=None), []
+def image_records(predictor: PanopticPredictor, dataset: Dataset, batch_size: int = 10) -> list[InstanceRecords]:
+    """AP match records of each image, the predictor's instances clustered inside its semantic network's masks
+    (or inside the ground-truth semantic masks for a predictor with `masks="gt"`)."""
+    metric, records = InstanceAP(thing_ids=predictor.clustering[0].classes, min_region_size=None), []
     for batch in DataLoader(dataset, batch_size=batch_size):
-        preds = module.predict_instances(batch["image"], batch["semantic"] if ground_truth_masks else None)
+        preds = predictor.predict(batch["image"], batch["semantic"] if predictor.masks == "gt" else None)
         for pred, semantic, instance in zip(preds, batch["semantic"], batch["instance"]):
-            records.append(metric.records(ap_prediction(pred), {"semantic": semantic, "instance": instance}))
+            records.append(metric.records(ap_input(pred), {"semantic": semantic, "instance": instance}))
     return records
 
 
-def significance_seed(run_dir: Path, splits: dict[str, Path], seed: int,
-                      checkpoints: tuple[Path, Path] | None = None) -> dict:
+def significance_seed(run_dir: Path, splits: dict[str, Path], checkpoints: tuple[Path, Path] | None = None) -> dict:
     """{split: paired_bootstrap of the AP50 gain of the second checkpoint over the first (default: the seed's
-    instance baseline and self-trained model), both in the self-trained semantic masks} for one seed."""
-    cfg = load_config("toy/instance_baseline", [f"seed={seed}"])
-    semantic = semantic_network_from_checkpoint(run_dir / "semantic_self_train" / "final.ckpt").eval()
+    instance baseline and self-trained model), both in the self-trained semantic masks} for one seed's run."""
+    semantic = run_dir / "semantic_self_train" / "final.ckpt"
+    predictors = [PanopticPredictor.from_checkpoints(semantic, [checkpoint])
+                  for checkpoint in checkpoints or [run_dir / model / "final.ckpt" for model in MODELS]]
     result = {}
     for split, root in splits.items():
         dataset = CityscapesDataset(root / "cityscapes", "val")
-        records = []
-        for checkpoint in checkpoints or [run_dir / model / "final.ckpt" for model in MODELS]:
-            module = instance_model(cfg, checkpoint)
-            module.semantic_net = semantic
-            records.append(image_records(module, dataset))
+        records = [image_records(predictor, dataset) for predictor in predictors]
         result[split] = {"images": len(dataset), **paired_bootstrap(*records, num_classes=len(THING_TRAIN_IDS))}
     return result
 
@@ -155,8 +153,7 @@ def main() -> None:
             make_toy(args.heldout, seed=0, **HELDOUT)
         splits = {"val": args.data, "held-out": args.heldout}
         results = {seed: saved_or_computed(args.runs / f"seed{seed}" / "instance_significance.json", args.rescore,
-                                           lambda seed=seed: significance_seed(args.runs / f"seed{seed}", splits,
-                                                                               seed))
+                                           lambda seed=seed: significance_seed(args.runs / f"seed{seed}", splits))
                    for seed in args.seeds}
         text += "\n\nSelf-training gain in AP50, paired bootstrap over images (points):\n" + significance_table(results)
         print("\n" + text.split("\n\n")[-1])

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from panoptic_st.config import load_config
 from panoptic_st.pipeline import ensure_toy_data
-from panoptic_st.training import evaluate, train_or_reuse
+from panoptic_st.prediction import evaluate
+from panoptic_st.training import train_or_reuse
 
 ROWS = ("baseline", "adabn", "self_train", "oracle")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import torch
@@ -69,6 +70,9 @@ def instance_network_from_checkpoint(path: str | Path) -> tuple[nn.Module, Clust
         raise CheckpointError(f"{path}: not an instance-branch checkpoint (branch={hp.get('branch')!r})")
     net = build_embedding_unet(hp["encoder"], hp["embedding_dim"])
     net.load_state_dict(network_weights(state))
+    if not hp.get("clustering"):
+        print(f"warning: {path} stores no clustering settings (written by an older version); using the defaults "
+              "(bandwidth 0.5, min_size 50): pass --bandwidth / --min-size to match its training", file=sys.stderr)
     stored = dict(hp.get("clustering") or {"classes": hp.get("classes", ClusteringSettings.classes)})
     stored["classes"] = tuple(stored["classes"])
     return net.eval().requires_grad_(False).to(memory_format=torch.channels_last), ClusteringSettings(**stored)

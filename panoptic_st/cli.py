@@ -53,7 +53,7 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
         description="Predict with a semantic (and optional instance) checkpoint and write, per image, what the "
                     "official Cityscapes scripts read: OUT/semantic/*_labelIds.png, OUT/instance/*.txt + masks, "
                     "OUT/panoptic/*.png + OUT/panoptic.json. Score them with `panoptic-st eval ...`.")
-    predict.add_argument("--semantic", required=True, help="semantic checkpoint")
+    predict.add_argument("--semantic", help="semantic checkpoint (required unless --masks gt)")
     predict.add_argument("--instance", nargs="*", default=[], metavar="CKPT",
                          help="instance checkpoint(s); several must own disjoint classes")
     where = predict.add_mutually_exclusive_group(required=True)
@@ -62,6 +62,9 @@ def _add_predict_command(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("--root", help="dataset root (with --dataset)")
     predict.add_argument("--split", default="val", help="dataset split (default: %(default)s)")
     predict.add_argument("--out", required=True, help="output folder (a rerun skips images already written)")
+    predict.add_argument("--masks", choices=["semantic", "gt"], default="semantic",
+                         help="cluster instances inside the semantic checkpoint's masks, or (with --dataset) inside "
+                              "the ground-truth semantic masks, to score an instance model alone")
     predict.add_argument("--scale", type=float, default=1.0, help="input scale for the networks (default: 1)")
     predict.add_argument("--bandwidth", type=float, default=None, help="mean-shift bandwidth (default: the "
                          "instance checkpoint's)")
@@ -181,12 +184,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.dataset and not args.root:
         raise PredictionError("--dataset needs --root (the dataset's root folder)")
-    images = (dataset_images(args.dataset, args.root, args.split) if args.dataset
+    if args.masks == "gt" and not (args.dataset and args.instance):
+        raise PredictionError("--masks gt needs --dataset (its ground-truth masks) and --instance")
+    if args.masks == "semantic" and not args.semantic:
+        raise PredictionError("--semantic CKPT is required (or --masks gt with --dataset)")
+    images = (dataset_images(args.dataset, args.root, args.split, labels=args.masks == "gt") if args.dataset
               else ImageFolder(args.images, image_files(args.images)))
     clustering = {k: v for k, v in (("bandwidth", args.bandwidth), ("min_size", args.min_size),
                                     ("max_points", args.max_points)) if v is not None}
     devices = args.devices if args.devices == "auto" else int(args.devices)
-    settings = PredictionSettings(args.semantic, list(args.instance), args.scale, clustering, args.batch_size,
+    settings = PredictionSettings(args.semantic, list(args.instance), args.masks, args.scale, clustering,
+                                  args.batch_size,
                                   args.workers, args.accelerator, devices, args.strategy, args.num_nodes,
                                   args.precision, args.overlays)
     result = predict(settings, images, args.out)
@@ -213,7 +221,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user-caused errors print one line and exit 1."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # key=value overrides given after the flags
+        if not hasattr(args, "overrides") or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
     except (ConfigError, DatasetError, CheckpointError, EvaluationInputError) as err:

@@ -50,6 +50,7 @@ class ImageFolder(Dataset):
 
     def __init__(self, root: str | Path, files: Sequence[Path]) -> None:
         self.root, self.files = Path(root), list(files)
+        self.names = [f.relative_to(self.root).as_posix() for f in self.files]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -57,7 +58,7 @@ class ImageFolder(Dataset):
     def __getitem__(self, index: int) -> dict:
         path = self.files[index]
         image = torch.from_numpy(np.ascontiguousarray(read_rgb(path).transpose(2, 0, 1))).float().div_(255.0)
-        return {"image": image, "meta": {"name": path.relative_to(self.root).as_posix(), "image_path": str(path)}}
+        return {"image": image, "meta": {"name": self.names[index], "image_path": str(path)}}
 
 
 def image_files(root: str | Path) -> list[Path]:
@@ -71,10 +72,17 @@ def image_files(root: str | Path) -> list[Path]:
     return files
 
 
-def dataset_images(dataset: str, root: str | Path, split: str) -> ImageFolder:
-    """The images of a dataset split, named as the dataset names them (Cityscapes: leftImg8bit/{split}/{city}/)."""
+def dataset_images(dataset: str, root: str | Path, split: str, labels: bool = False) -> Dataset:
+    """The images of a dataset split, named as the dataset names them (Cityscapes: leftImg8bit/{split}/{city}/);
+    with `labels`, its labelled items (to cluster instances inside the ground-truth masks)."""
     if dataset not in DATASETS:
         raise PredictionError(f"--dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
+    if labels:
+        from panoptic_st.data.cityscapes import CityscapesDataset
+
+        labelled = CityscapesDataset(root, split)
+        labelled.names = [sample.name for sample in labelled.samples]
+        return labelled
     folder, suffix = DATASETS[dataset]
     images = Path(root) / folder / split
     files = [f for f in image_files(images) if f.name.endswith(suffix)]
@@ -190,8 +198,9 @@ def _checked_manifest(out: Path, request: dict) -> None:
 class PredictionSettings:
     """What `predict` runs: checkpoints, how images are scaled and clustered, and the Trainer's hardware."""
 
-    semantic: str
+    semantic: str | None
     instances: list[str] = field(default_factory=list)
+    masks: str = "semantic"
     scale: float = 1.0
     clustering: dict = field(default_factory=dict)
     batch_size: int = 1
@@ -206,16 +215,17 @@ class PredictionSettings:
 
     def request(self) -> dict:
         """The settings that decide the written files (a rerun into the same folder must repeat them)."""
-        return {"semantic": str(Path(self.semantic).resolve()),
+        return {"semantic": self.semantic and str(Path(self.semantic).resolve()), "masks": self.masks,
                 "instances": [str(Path(p).resolve()) for p in self.instances],
                 "scale": self.scale, "clustering": self.clustering, "precision": self.precision}
 
 
-def predict(settings: PredictionSettings, images: ImageFolder, out: str | Path) -> dict:
-    """Predict every image not yet written under `out`; returns counts and the output folders."""
+def predict(settings: PredictionSettings, images: Dataset, out: str | Path) -> dict:
+    """Predict every image of `images` (a dataset with `names`) not yet written under `out`; returns counts and the
+    output folders."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    names = [f.relative_to(images.root).as_posix() for f in images.files]
+    names = list(images.names)
     _checked_manifest(out, settings.request())
     todo = [i for i, name in enumerate(names) if not done_marker(out, name).is_file()]
     if len(todo) < len(names):
@@ -223,7 +233,7 @@ def predict(settings: PredictionSettings, images: ImageFolder, out: str | Path) 
     is_zero = True
     if todo:
         predictor = PanopticPredictor.from_checkpoints(settings.semantic, settings.instances, scale=settings.scale,
-                                                       **settings.clustering)
+                                                       masks=settings.masks, **settings.clustering)
         trainer = build_trainer(settings.accelerator, settings.devices, settings.strategy, settings.num_nodes,
                                 settings.precision, settings.progress, [OfficialFormatWriter(out, settings.overlays)])
         data = ShardedData(Subset(images, todo), settings.batch_size, settings.num_workers)

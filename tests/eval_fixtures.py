@@ -396,8 +396,9 @@ def official_semantic(gt_dir, pred_dir) -> dict:
         return ev.evaluateImgLists(preds, gts, args)
 
 
-def official_instance(gt_dir, pred_dir, workdir) -> dict:
-    """Runs evalInstanceLevelSemanticLabeling; ``workdir`` receives its GT cache and its ``matches.json``."""
+def official_instance(gt_dir, pred_dir, workdir, min_region_size: int = 100) -> dict:
+    """Runs evalInstanceLevelSemanticLabeling (GT instances under ``min_region_size`` px ignored, official: 100);
+    ``workdir`` receives its GT cache and its ``matches.json``."""
     import copy
     import os
 
@@ -409,6 +410,7 @@ def official_instance(gt_dir, pred_dir, workdir) -> dict:
     args.JSONOutput = False
     args.quiet = True
     args.distanceAvailable = False
+    args.minRegionSizes = np.array([min_region_size, 1000, 1000])
     args.gtInstancesFile = str(workdir / "gtInstances.json")
     if os.path.exists(args.gtInstancesFile):
         os.remove(args.gtInstancesFile)

@@ -340,6 +340,7 @@ def write_instance_prediction(out_dir: str | os.PathLike, image_name: str, insta
     txt = out_dir / f"{stem}_pred.txt"
     mask_stem = out_dir / "masks" / stem
     mask_stem.parent.mkdir(parents=True, exist_ok=True)
+    txt.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for k, (mask, t, s) in enumerate(zip(masks, lab, sc)):
         if not 0 <= t < NUM_CLASSES:
