@@ -55,8 +55,24 @@ def run_launcher(name: str, roots: dict[str, Path], monkeypatch, capsys, *extra:
     return code, captured.out, captured.err
 
 
+def tool_commands(output: str) -> dict[str, list[list[str]]]:
+    """{section: [arguments of each `panoptic-st predict` / `eval` command]}."""
+    found: dict[str, list[list[str]]] = {}
+    section = ""
+    for line in output.splitlines():
+        if line.startswith("#"):
+            section = line[2:]
+            continue
+        tokens = shlex.split(line)
+        at = tokens.index("panoptic-st")
+        if tokens[at + 1] in ("predict", "eval"):
+            found.setdefault(section, []).append(tokens[at + 1:])
+    return found
+
+
 def parse(output: str) -> list[Printed]:
-    """Every printed command, with its config loaded by `load_config` (a bad experiment or key fails here)."""
+    """Every printed train / evaluate command, with its config loaded by `load_config` (a bad experiment or key
+    fails here); `evaluate`'s `--masks=` flag is kept under the key `--masks`."""
     printed, section = [], ""
     loaded: dict[tuple[str, tuple[str, ...]], ExperimentConfig] = {}
     for line in output.splitlines():
@@ -65,14 +81,19 @@ def parse(output: str) -> list[Printed]:
             continue
         tokens = shlex.split(line)
         at = tokens.index("panoptic-st")
+        if tokens[at + 1] in ("predict", "eval"):
+            continue
         verb, experiment, rest = tokens[at + 1], tokens[at + 2], tokens[at + 3:]
         checkpoint = rest.pop(0) if verb == "evaluate" else None
+        flags = dict(item.split("=", 1) for item in rest if item.startswith("--"))
+        rest = [item for item in rest if not item.startswith("--")]
         assert verb in ("train", "evaluate") and all("=" in item for item in rest), line
         overrides = dict(item.split("=", 1) for item in rest)
         key = (experiment, tuple(overrides))
         if key not in loaded:
             loaded[key] = load_config(experiment, rest)
-        printed.append(Printed(section, tuple(tokens[:at]), verb, experiment, checkpoint, overrides, loaded[key]))
+        printed.append(Printed(section, tuple(tokens[:at]), verb, experiment, checkpoint, {**overrides, **flags},
+                               loaded[key]))
     return printed
 
 
@@ -90,12 +111,13 @@ def check_data_roots(printed: list[Printed], roots: dict[str, Path]) -> None:
 
 
 def check_evaluations(printed: list[Printed]) -> None:
-    """Every evaluation scores the final checkpoint of a training command of the same experiment, in its run."""
+    """Every evaluation scores the final checkpoint of a training command of the same experiment (and writes beside
+    it, not into a run folder of its own)."""
     trained = {(p.experiment, final_checkpoint(p)) for p in printed if p.verb == "train"}
     evaluations = [p for p in printed if p.verb == "evaluate"]
     assert evaluations
     for p in evaluations:
-        assert (p.experiment, p.checkpoint) in trained and p.checkpoint == final_checkpoint(p)
+        assert (p.experiment, p.checkpoint) in trained and "output_dir" not in p.overrides
 
 
 def test_semantic_table_chains_baseline_selftraining_and_evaluation(roots, tmp_path, monkeypatch, capsys):
@@ -129,7 +151,7 @@ def test_instance_table_runs_every_workflow_at_every_source_share(roots, tmp_pat
     assert len(baselines) == len(set(baselines)) == 4
     for p in printed:
         if p.verb == "evaluate":
-            assert p.overrides["instance.semantic_checkpoint"] == str(semantic)
+            assert p.overrides["--masks"] == f"semantic:{semantic}"
         elif p.cfg.instance.mode == "self_train":
             share = int(p.section.split(", ")[1].removesuffix("% source"))
             assert p.overrides["instance.init_checkpoint"] in baselines
@@ -137,18 +159,19 @@ def test_instance_table_runs_every_workflow_at_every_source_share(roots, tmp_pat
             assert float(p.overrides["data.source_mix"]) == share / 100
 
 
-def test_panoptic_table_merges_baseline_and_selftrained_checkpoints(roots, tmp_path, monkeypatch, capsys):
+def test_panoptic_table_predicts_and_scores_baseline_and_selftrained_pairs(roots, tmp_path, monkeypatch, capsys):
     code, output, _ = run_launcher("panoptic_table", roots, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run",
                                    "--benchmark=toy")
     printed = parse(output)
     assert code == 0
     check_data_roots(printed, roots)
     trained = {final_checkpoint(p): p for p in printed}
-    rows = dict(line.removeprefix("# panoptic ").split(": ") for line in output.splitlines()
-                if line.startswith(("# panoptic baseline", "# panoptic self-trained")))
+    rows = {section.removeprefix("panoptic "): commands for section, commands in tool_commands(output).items()}
     assert set(rows) == {f"{m} {a}" for m in ("baseline", "self-trained") for a in ARCHS}
-    for row, pair in rows.items():
-        semantic, instance = (trained[item.split("=", 1)[1]] for item in pair.split())
+    for row, (predict, *evals) in rows.items():
+        flags = dict(zip(predict[1::2], predict[2::2]))
+        assert predict[0] == "predict" and flags["--root"] == str(roots["cityscapes"]) and flags["--split"] == "val"
+        semantic, instance = trained[flags["--semantic"]], trained[flags["--instance"]]
         mode = "baseline" if row.startswith("baseline") else "self_train"
         assert semantic.cfg.stage == "semantic" and semantic.cfg.semantic.mode == mode
         assert instance.cfg.stage == "instance" and instance.cfg.instance.mode == mode
@@ -156,6 +179,16 @@ def test_panoptic_table_merges_baseline_and_selftrained_checkpoints(roots, tmp_p
         if mode == "self_train":
             assert instance.overrides["instance.semantic_checkpoint"] == final_checkpoint(semantic)
             assert semantic.overrides["semantic.init_checkpoint"] in trained
+        assert sorted(e[1] for e in evals) == ["instance", "panoptic", "semantic"]
+        for command in evals:
+            assert any(arg.startswith(flags["--out"]) for arg in command), command
+
+
+def test_panoptic_dry_run_needs_no_dataset_folders(tmp_path, monkeypatch, capsys):
+    missing = {name: tmp_path / "nowhere" / name for name in ("synthia", "gta5", "cityscapes")}
+    code, output, _ = run_launcher("panoptic_table", missing, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run",
+                                   "--archs=deeplabv2")
+    assert code == 0 and "panoptic-st predict" in output
 
 
 def test_multi_gpu_flags_launcher_prefix_and_overrides_reach_every_training_command(roots, tmp_path, monkeypatch,

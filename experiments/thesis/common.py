@@ -32,18 +32,19 @@ class LaunchError(ValueError):
 
 @dataclass(frozen=True)
 class Command:
-    """One `panoptic-st train` or `panoptic-st evaluate` call."""
+    """One `panoptic-st train` or `panoptic-st evaluate` call (`flags` follow the overrides)."""
 
     verb: str
     experiment: str
     overrides: tuple[str, ...]
     checkpoint: str | None = None
     prefix: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """The arguments after the entry point."""
         checkpoint = [self.checkpoint] if self.checkpoint else []
-        return [self.verb, self.experiment, *checkpoint, *self.overrides]
+        return [self.verb, self.experiment, *checkpoint, *self.overrides, *self.flags]
 
     def __str__(self) -> str:
         return shlex.join([*self.prefix, ENTRY_POINT, *self.argv()])
@@ -53,7 +54,29 @@ class Command:
         return load_config(self.experiment, list(self.overrides))
 
 
-Plan = dict[str, list[Command]]
+@dataclass(frozen=True)
+class ToolCommand:
+    """One `panoptic-st predict` or `panoptic-st eval ...` call: flags only, no experiment config."""
+
+    arguments: tuple[str, ...]
+    prefix: tuple[str, ...] = ()
+
+    @property
+    def verb(self) -> str:
+        return self.arguments[0]
+
+    def argv(self) -> list[str]:
+        """The arguments after the entry point."""
+        return list(self.arguments)
+
+    def __str__(self) -> str:
+        return shlex.join([*self.prefix, ENTRY_POINT, *self.argv()])
+
+    def config(self) -> None:
+        """Nothing to validate before the run."""
+
+
+Plan = dict[str, list[Command | ToolCommand]]
 
 
 def checkpoint(run_dir: Path) -> Path:
@@ -76,10 +99,39 @@ class Launch:
         return Command("train", experiment, (*self.data, f"output_dir={run_dir}", *overrides, *self.trainer,
                                              *self.extra), prefix=self.prefix)
 
-    def evaluate(self, experiment: str, run_dir: Path, *overrides: str) -> Command:
-        """Evaluate `run_dir/final.ckpt` on Cityscapes val; the metrics land in `run_dir/eval.json`."""
-        return Command("evaluate", experiment, (*self.data, f"output_dir={run_dir}", *overrides, *self.extra),
-                       checkpoint=str(checkpoint(run_dir)))
+    def evaluate(self, experiment: str, run_dir: Path, *flags: str) -> Command:
+        """Evaluate `run_dir/final.ckpt` on Cityscapes val; the metrics land in `run_dir/final.eval.json`."""
+        return Command("evaluate", experiment, (*self.data, *self.extra), checkpoint=str(checkpoint(run_dir)),
+                       flags=flags)
+
+    def predict(self, semantic: Path, instance: Path, out: Path) -> ToolCommand:
+        """Predict Cityscapes val with a pair of checkpoints into `out` (official result formats)."""
+        return ToolCommand(("predict", "--semantic", str(semantic), "--instance", str(instance), "--dataset",
+                            "cityscapes", "--root", self.cityscapes, "--split", "val", "--out", str(out),
+                            *self.predict_devices), prefix=self.prefix)
+
+    def score(self, predictions: Path, scores: Path) -> list[ToolCommand]:
+        """`panoptic-st eval panoptic / semantic / instance` of a `predict` folder; JSON files in `scores`."""
+        gt = Path(self.cityscapes) / "gtFine"
+        return [ToolCommand(("eval", "panoptic", "--gt-json", str(gt / "cityscapes_panoptic_val.json"), "--gt-dir",
+                             str(gt / "cityscapes_panoptic_val"), "--pred-json", str(predictions / "panoptic.json"),
+                             "--pred-dir", str(predictions / "panoptic"), "--out", str(scores / "panoptic.json"))),
+                ToolCommand(("eval", "semantic", "--gt-dir", str(gt / "val"), "--pred-dir",
+                             str(predictions / "semantic"), "--out", str(scores / "semantic.json"))),
+                ToolCommand(("eval", "instance", "--gt-dir", str(gt / "val"), "--pred-dir",
+                             str(predictions / "instance"), "--out", str(scores / "instance.json")))]
+
+    @property
+    def cityscapes(self) -> str:
+        """The Cityscapes root of the data overrides."""
+        return next(o.split("=", 1)[1] for o in self.data if o.startswith("data.cityscapes_root="))
+
+    @property
+    def predict_devices(self) -> tuple[str, ...]:
+        """`predict` flags for the trainer overrides' devices, nodes and strategy."""
+        values = dict(o.removeprefix("trainer.").split("=", 1) for o in self.trainer)
+        flags = ["--devices", values.get("devices", "1"), "--num-nodes", values.get("num_nodes", "1")]
+        return (*flags, "--strategy", values["strategy"]) if "strategy" in values else tuple(flags)
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -107,11 +159,11 @@ def trainer_overrides(devices: int, nodes: int) -> tuple[str, ...]:
 
 
 def data_overrides(args: argparse.Namespace) -> tuple[str, ...]:
-    """Dataset-root overrides (absolute paths); each root must be a directory."""
+    """Dataset-root overrides (absolute paths); each root must be a directory, except in a dry run."""
     overrides = []
     for name, (key, _) in ROOTS.items():
         root = getattr(args, name)
-        if not root.is_dir():
+        if not root.is_dir() and not args.dry_run:
             raise LaunchError(f"--{name} {root}: not a directory")
         overrides.append(f"{key}={root.resolve()}")
     return tuple(overrides)
@@ -130,14 +182,14 @@ def validate(plan: Plan) -> None:
             command.config()
 
 
-def finished(command: Command) -> bool:
+def finished(command: Command | ToolCommand) -> bool:
     """Whether a training command's output directory holds a finished run with the same config."""
     from panoptic_st.training import finished_run
 
     return command.verb == "train" and finished_run(command.config()) is not None
 
 
-def execute(command: Command) -> None:
+def execute(command: Command | ToolCommand) -> None:
     """Run one command through the `panoptic-st` entry point (training commands behind the launcher prefix)."""
     if finished(command):
         print(f"reusing the finished run in {command.config().output_dir}", flush=True)
@@ -157,15 +209,15 @@ def run_plan(plan: Plan, dry_run: bool) -> None:
                 execute(command)
 
 
-def eval_metrics(run_dir: Path) -> dict[str, float]:
-    """The metrics `panoptic-st evaluate` wrote into `run_dir/eval.json` (empty if absent)."""
-    path = run_dir / "eval.json"
+def eval_metrics(run_dir: Path) -> dict[str, float | None]:
+    """The metrics `panoptic-st evaluate` wrote beside `run_dir/final.ckpt` (empty if absent)."""
+    path = checkpoint(run_dir).with_name(f"{Path(CHECKPOINT).stem}.eval.json")
     return json.loads(path.read_text())["metrics"] if path.is_file() else {}
 
 
-def percent(metrics: dict[str, float], key: str) -> str:
+def percent(metrics: dict[str, float | None], key: str) -> str:
     """A metric in percent with one decimal, or '-' when missing."""
-    return f"{100 * metrics[key]:.1f}" if key in metrics else "-"
+    return f"{100 * metrics[key]:.1f}" if metrics.get(key) is not None else "-"
 
 
 def save_table(path: Path, table: str) -> None:

@@ -61,8 +61,13 @@ def baselines(stages: Iterable[Stage]) -> list[str]:
 
 
 def masks(semantic: Path) -> str:
-    """Override that takes the semantic masks from a semantic checkpoint."""
+    """Override that takes the pseudo-labels' semantic masks from a semantic checkpoint."""
     return f"instance.semantic_checkpoint={semantic}"
+
+
+def scored_in(semantic: Path) -> str:
+    """`panoptic-st evaluate` flag that scores instances inside a semantic checkpoint's masks."""
+    return f"--masks=semantic:{semantic}"
 
 
 def self_training(launch: Launch, stage: Stage, run_dir: Path, semantic: Path, *overrides: str) -> Command:
@@ -75,7 +80,7 @@ def baseline_commands(launch: Launch, experiments: list[str], semantic: Path) ->
     """Train every baseline, then evaluate each inside `semantic`'s masks."""
     dirs = [baseline_dir(launch.out, e) for e in experiments]
     return [*(launch.train(e, d) for e, d in zip(experiments, dirs)),
-            *(launch.evaluate(e, d, masks(semantic)) for e, d in zip(experiments, dirs))]
+            *(launch.evaluate(e, d, scored_in(semantic)) for e, d in zip(experiments, dirs))]
 
 
 def mix_commands(launch: Launch, stages: tuple[Stage, ...], mix: int, semantic: Path) -> list[Command]:
@@ -83,7 +88,7 @@ def mix_commands(launch: Launch, stages: tuple[Stage, ...], mix: int, semantic: 
     selftrain = [s for s in stages if s.init_from is not None]
     dirs = [launch.out / "instance" / f"mix_{mix}" / Path(s.experiment).name for s in selftrain]
     return [*(self_training(launch, s, d, semantic, f"data.source_mix={mix / 100}") for s, d in zip(selftrain, dirs)),
-            *(launch.evaluate(s.experiment, d, masks(semantic)) for s, d in zip(selftrain, dirs))]
+            *(launch.evaluate(s.experiment, d, scored_in(semantic)) for s, d in zip(selftrain, dirs))]
 
 
 def plan(launch: Launch, benchmark: str, names: list[str], mixes: list[int], semantic: Path) -> Plan:

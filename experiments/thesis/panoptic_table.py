@@ -1,15 +1,15 @@
 """Thesis panoptic table on the real datasets: the full chain on the Mixed source, then SQ / RQ / PQ / PQ+ over all
-classes, things and stuff (with PQ-16, mIoU-19 and AP50) of baseline against self-trained, on Cityscapes val.
+classes, things and stuff (with mIoU-19 and AP50) of baseline against self-trained, on Cityscapes val.
 
 Per DeepLab architecture: the semantic baseline and its SAC self-training (the semantic table's Mixed runs, reused
 when they finished with the same config), the all-classes instance baseline (trained once, shared with the instance
-table) and its self-training inside that architecture's self-trained semantic masks. Then
-`panoptic_st.pipeline.evaluate_panoptic` (in-process: there is no `panoptic-st` command for it) merges
-baseline = semantic baseline + instance baseline and self-trained = semantic + instance self-trained and scores
-them. It reads `<data root>/cityscapes`, so `--cityscapes` must be a directory named `cityscapes`, and it runs on
-the CPU. Table: `<out>/panoptic_table.md`.
+table) and its self-training inside that architecture's self-trained semantic masks. Each row's pair of checkpoints
+(baseline = semantic baseline + instance baseline, self-trained = semantic + instance self-trained) is then run
+through `panoptic-st predict` into `<out>/panoptic/predictions/<row>/` and scored with `panoptic-st eval panoptic /
+semantic / instance` into `<out>/panoptic/scores/<row>/`: the documented way to score a pair of checkpoints, on the
+GPUs the launcher is given. Table: `<out>/panoptic_table.md`.
 
-    python experiments/thesis/panoptic_table.py --synthia DIR --gta5 DIR --cityscapes DIR/cityscapes
+    python experiments/thesis/panoptic_table.py --synthia DIR --gta5 DIR --cityscapes DIR
         [--out runs/thesis] [--archs deeplabv2 deeplabv3 deeplabv3plus] [--benchmark mixed]
         [--devices 4] [--nodes 2] [--launcher srun] [--dry-run] [key=value ...]
 """
@@ -17,11 +17,11 @@ the CPU. Table: `<out>/panoptic_table.md`.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from common import (
     Launch,
-    LaunchError,
     Plan,
     build_parser,
     checkpoint,
@@ -33,14 +33,19 @@ from common import (
 from instance_table import DEFAULT_BENCHMARK, baseline_dir, check_benchmark, self_training
 from semantic_table import ARCHS, KINDS, run_dir, semantic_chain
 
-from panoptic_st.config import ExperimentConfig
 from panoptic_st.instance.workflows import workflows
 
 Pairs = dict[str, tuple[Path, Path]]
 
 
+def row_folder(name: str) -> str:
+    """A table row's folder name ("self-trained deeplabv2" -> "self-trained_deeplabv2")."""
+    return name.replace(" ", "_")
+
+
 def plan(launch: Launch, archs: list[str], benchmark: str) -> tuple[Plan, Pairs]:
-    """Training commands of the chain, and the (semantic, instance) checkpoints of every panoptic row."""
+    """Training commands of the chain, then per row `predict` and its three `eval` commands; and the (semantic,
+    instance) checkpoints of every row."""
     check_benchmark(benchmark)
     baseline, selftrain = workflows(benchmark)["all_classes"]
     instance_base = baseline_dir(launch.out, baseline.experiment)
@@ -53,32 +58,36 @@ def plan(launch: Launch, archs: list[str], benchmark: str) -> tuple[Plan, Pairs]
         sections[f"mixed {arch}"] = [*semantic, self_training(launch, selftrain, instance_self, semantic_self)]
         pairs[f"baseline {arch}"] = (semantic_base, checkpoint(instance_base))
         pairs[f"self-trained {arch}"] = (semantic_self, checkpoint(instance_self))
+    for name, (semantic, instance) in pairs.items():
+        predictions = launch.out / "panoptic" / "predictions" / row_folder(name)
+        sections[f"panoptic {name}"] = [launch.predict(semantic, instance, predictions),
+                                        *launch.score(predictions, scores_dir(launch.out, name))]
     return sections, pairs
 
 
-def describe(pairs: Pairs, cityscapes: Path) -> None:
-    """Print which checkpoints every panoptic row merges."""
-    print(f"# panoptic evaluation on {cityscapes} val (in-process: panoptic_st.pipeline.evaluate_panoptic)")
-    for name, (semantic, instance) in pairs.items():
-        print(f"# panoptic {name}: semantic={semantic} instance={instance}")
+def scores_dir(out: Path, name: str) -> Path:
+    """Where the `eval` commands of a row write their JSON."""
+    return out / "panoptic" / "scores" / row_folder(name)
 
 
-def evaluate(pairs: Pairs, instance_cfg: ExperimentConfig, cityscapes: Path) -> str:
-    """Merge and score every row on Cityscapes val; the thesis's panoptic table as Markdown."""
-    from panoptic_st.pipeline import evaluate_panoptic, panoptic_table
+def table_row(name: str, scores: Path) -> str:
+    """One Markdown row from a row's `eval` JSON files ('-' where a file or value is missing)."""
+    def load(kind: str) -> dict:
+        path = scores / f"{kind}.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
 
-    results = {name: evaluate_panoptic(str(semantic), instance_cfg, str(instance), cityscapes.parent, label=name,
-                                       batch_size=1) for name, (semantic, instance) in pairs.items()}
-    return panoptic_table(results)
+    panoptic, semantic, instance = load("panoptic"), load("semantic"), load("instance")
+    cells = [panoptic.get(group, {}).get(key) for group, keys in (("All", ("sq", "rq", "pq", "pq_plus")),
+             ("Things", ("sq", "rq", "pq")), ("Stuff", ("sq", "rq", "pq"))) for key in keys]
+    cells += [semantic.get("averageScoreClasses"), instance.get("averages", {}).get("allAp50%")]
+    return f"| {name} | " + " | ".join("-" if v is None else f"{100 * v:.2f}" for v in cells) + " |"
 
 
-def cityscapes_root(args: argparse.Namespace) -> Path:
-    """The Cityscapes root, which `evaluate_panoptic` finds as `<parent>/cityscapes`."""
-    root = args.cityscapes.absolute()
-    if root.name != "cityscapes":
-        raise LaunchError(f"--cityscapes {args.cityscapes}: the panoptic evaluation reads <data root>/cityscapes; "
-                          "pass a directory named 'cityscapes' (a symlink named so will do)")
-    return root
+def results_table(launch_out: Path, pairs: Pairs) -> str:
+    """The thesis's panoptic table (SQ/RQ/PQ/PQ+ for all, things, stuff) with mIoU-19 and AP50."""
+    head = ("| model | SQ | RQ | PQ | PQ+ | SQ th | RQ th | PQ th | SQ st | RQ st | PQ st | mIoU-19 | AP50 |\n"
+            "|---|" + "---:|" * 12)
+    return "\n".join([head, *(table_row(name, scores_dir(launch_out, name)) for name in pairs)])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,15 +100,12 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> None:
-    """Run (or print) the chain, then the panoptic evaluation."""
-    cityscapes = cityscapes_root(args)
+    """Run (or print) the chain, the predictions and their scoring, then the table."""
     launch = launch_from_args(args)
     sections, pairs = plan(launch, args.archs, args.benchmark)
     run_plan(sections, args.dry_run)
-    describe(pairs, cityscapes)
     if not args.dry_run:
-        instance_cfg = sections["instance baseline"][0].config()
-        save_table(launch.out / "panoptic_table.md", evaluate(pairs, instance_cfg, cityscapes))
+        save_table(launch.out / "panoptic_table.md", results_table(launch.out, pairs))
 
 
 def main(argv: list[str] | None = None) -> int:
