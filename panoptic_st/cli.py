@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("overrides", nargs="*", help="key=value config overrides")
     train.set_defaults(func=cmd_train)
 
-    evaluate = sub.add_parser("evaluate", help="score a checkpoint on the target validation split, in process")
+    evaluate = sub.add_parser("evaluate", help="score a checkpoint on the target validation split, in process",
+                              epilog=EPILOG_DISTRIBUTED, formatter_class=argparse.RawDescriptionHelpFormatter)
     evaluate.add_argument("experiment", help="experiment YAML path or name (gives the data settings)")
     evaluate.add_argument("checkpoint", help="semantic or instance checkpoint file")
     evaluate.add_argument("overrides", nargs="*", help="key=value config overrides")

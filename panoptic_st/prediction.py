@@ -345,7 +345,8 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = 
         adapt_batchnorm(cfg, predictor.semantic_net if branch == "semantic" else predictor.instance_nets[0])
     dataset = build_dataset(cfg.data.target, cfg.data, cfg.data.val_split, eval_transform(None))
     t = cfg.trainer
-    options = {"accelerator": t.accelerator, "precision": t.precision, "progress": t.progress_bar}
+    options = {"accelerator": t.accelerator, "devices": t.devices, "strategy": t.strategy, "num_nodes": t.num_nodes,
+               "precision": t.precision, "progress": t.progress_bar}
     metrics = metric_summary(score(predictor, dataset, options, cfg.data.val_batch_size))
     suffix = "_adabn" if adabn_first else ""
     path = Path(out) if out else Path(checkpoint).with_name(f"{Path(checkpoint).stem}.eval{suffix}.json")
