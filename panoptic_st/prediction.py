@@ -80,9 +80,7 @@ def dataset_images(dataset: str, root: str | Path, split: str, labels: bool = Fa
     if labels:
         from panoptic_st.data.cityscapes import CityscapesDataset
 
-        labelled = CityscapesDataset(root, split)
-        labelled.names = [sample.name for sample in labelled.samples]
-        return labelled
+        return CityscapesDataset(root, split)
     folder, suffix = DATASETS[dataset]
     images = Path(root) / folder / split
     files = [f for f in image_files(images) if f.name.endswith(suffix)]
@@ -342,7 +340,12 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = 
                                                        masks="gt" if semantic_masks is None else "semantic")
         used = masks
     if adabn_first:
-        adapt_batchnorm(cfg, predictor.semantic_net if branch == "semantic" else predictor.instance_nets[0])
+        from panoptic_st.data.datamodule import PanopticDataModule
+        from panoptic_st.training import adabn
+
+        datamodule = PanopticDataModule(cfg.data, "target", seed=cfg.seed)
+        datamodule.setup()
+        adabn(predictor.semantic_net if branch == "semantic" else predictor.instance_nets[0], datamodule)
     dataset = build_dataset(cfg.data.target, cfg.data, cfg.data.val_split, eval_transform(None))
     t = cfg.trainer
     options = {"accelerator": t.accelerator, "devices": t.devices, "strategy": t.strategy, "num_nodes": t.num_nodes,
@@ -361,15 +364,3 @@ def evaluate(cfg: ExperimentConfig, checkpoint: str | Path, adabn_first: bool = 
             print(f"{key:<28}{'n/a' if value is None else f'{value:.4f}'}")
     print(f"results written to {path}")
     return result
-
-
-def adapt_batchnorm(cfg: ExperimentConfig, net: torch.nn.Module, max_batches: int = 50) -> int:
-    """AdaBN: re-estimate `net`'s BatchNorm statistics on target train images; returns the images used."""
-    from panoptic_st.data.datamodule import PanopticDataModule
-    from panoptic_st.models.batchnorm import recalibrate_batchnorm
-    from panoptic_st.semantic.pseudo_labels import normalize
-
-    datamodule = PanopticDataModule(cfg.data, "target", seed=cfg.seed)
-    datamodule.setup()
-    batches = (b["image"] for b in datamodule.target_stats_dataloader(max_batches))
-    return recalibrate_batchnorm(net, batches, forward=lambda images: net(normalize(images)))

@@ -98,13 +98,13 @@ def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
     )
 
 
-def _setup_run(cfg: ExperimentConfig, config_name: str = "config.yaml") -> Path:
+def _setup_run(cfg: ExperimentConfig) -> Path:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / config_name).write_text(to_yaml(cfg))
+    (out / "config.yaml").write_text(to_yaml(cfg))
     return out
 
 
@@ -215,10 +215,13 @@ def adapt_batchnorm_before_self_training(module: L.LightningModule, datamodule: 
     if module.cfg.mode != "self_train":
         raise ValueError("semantic.adabn_init only applies to semantic.mode=self_train")
     datamodule.setup()
-    adabn(module, datamodule)
+    adabn(module.net, datamodule)
 
 
-def adabn(module: L.LightningModule, datamodule: PanopticDataModule, max_batches: int = 50) -> int:
-    """Re-estimate the network's BatchNorm statistics on target train images (AdaBN); returns images used."""
+def adabn(net: torch.nn.Module, datamodule: PanopticDataModule, max_batches: int = 50) -> int:
+    """Re-estimate a network's BatchNorm statistics on target train images in [0, 1] (AdaBN); returns images
+    used."""
+    from panoptic_st.semantic.pseudo_labels import normalize
+
     batches = (b["image"] for b in datamodule.target_stats_dataloader(max_batches))
-    return recalibrate_batchnorm(module.net, batches, forward=module)
+    return recalibrate_batchnorm(net, batches, forward=lambda images: net(normalize(images)))

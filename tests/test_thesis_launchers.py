@@ -55,9 +55,8 @@ def run_launcher(name: str, roots: dict[str, Path], monkeypatch, capsys, *extra:
     return code, captured.out, captured.err
 
 
-def tool_commands(output: str) -> dict[str, list[list[str]]]:
-    """{section: [arguments of each `panoptic-st predict` / `eval` command]}."""
-    found: dict[str, list[list[str]]] = {}
+def printed_commands(output: str):
+    """(section, launcher prefix, arguments after `panoptic-st`) of every printed command."""
     section = ""
     for line in output.splitlines():
         if line.startswith("#"):
@@ -65,34 +64,36 @@ def tool_commands(output: str) -> dict[str, list[list[str]]]:
             continue
         tokens = shlex.split(line)
         at = tokens.index("panoptic-st")
-        if tokens[at + 1] in ("predict", "eval"):
-            found.setdefault(section, []).append(tokens[at + 1:])
+        yield section, tuple(tokens[:at]), tokens[at + 1:]
+
+
+def tool_commands(output: str) -> dict[str, list[list[str]]]:
+    """{section: [arguments of each `panoptic-st predict` / `eval` command]}."""
+    found: dict[str, list[list[str]]] = {}
+    for section, _, arguments in printed_commands(output):
+        if arguments[0] in ("predict", "eval"):
+            found.setdefault(section, []).append(arguments)
     return found
 
 
 def parse(output: str) -> list[Printed]:
     """Every printed train / evaluate command, with its config loaded by `load_config` (a bad experiment or key
     fails here); `evaluate`'s `--masks=` flag is kept under the key `--masks`."""
-    printed, section = [], ""
+    printed = []
     loaded: dict[tuple[str, tuple[str, ...]], ExperimentConfig] = {}
-    for line in output.splitlines():
-        if line.startswith("#"):
-            section = line[2:]
+    for section, prefix, arguments in printed_commands(output):
+        if arguments[0] in ("predict", "eval"):
             continue
-        tokens = shlex.split(line)
-        at = tokens.index("panoptic-st")
-        if tokens[at + 1] in ("predict", "eval"):
-            continue
-        verb, experiment, rest = tokens[at + 1], tokens[at + 2], tokens[at + 3:]
+        verb, experiment, rest = arguments[0], arguments[1], arguments[2:]
         checkpoint = rest.pop(0) if verb == "evaluate" else None
         flags = dict(item.split("=", 1) for item in rest if item.startswith("--"))
         rest = [item for item in rest if not item.startswith("--")]
-        assert verb in ("train", "evaluate") and all("=" in item for item in rest), line
+        assert verb in ("train", "evaluate") and all("=" in item for item in rest), arguments
         overrides = dict(item.split("=", 1) for item in rest)
         key = (experiment, tuple(overrides))
         if key not in loaded:
             loaded[key] = load_config(experiment, rest)
-        printed.append(Printed(section, tuple(tokens[:at]), verb, experiment, checkpoint, {**overrides, **flags},
+        printed.append(Printed(section, prefix, verb, experiment, checkpoint, {**overrides, **flags},
                                loaded[key]))
     return printed
 

@@ -173,6 +173,11 @@ class SegmentationDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    @property
+    def names(self) -> list[str]:
+        """Each item's `meta.name`, in order."""
+        return [sample.name for sample in self.samples]
+
     @staticmethod
     def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Problem]]:
         """Samples of a split and every pairing problem found."""
