@@ -161,6 +161,11 @@ class LoggerConfig:
 
     kind: str = "csv"
     project: str = "panoptic_st"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+    name: str | None = None
+    log_model: bool = False
     image_interval: int = 500
 
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, Logger
 
 from panoptic_st.checkpoints import load_network_weights
-from panoptic_st.config import ConfigError, ExperimentConfig, load_config, to_dict, to_yaml
+from panoptic_st.config import ConfigError, ExperimentConfig, load_config, to_yaml
 from panoptic_st.data.datamodule import PanopticDataModule
 from panoptic_st.data.dataset import channel_statistics
 from panoptic_st.data.labels import NUM_CLASSES
 from panoptic_st.data.sampling import importance_probabilities
+from panoptic_st.loggers import build_logger, finish_wandb_run
 from panoptic_st.media import MediaCallback
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
 from panoptic_st.resume import AtomicCheckpointIO, RNGStateCheckpoint, last_checkpoint
@@ -56,23 +55,6 @@ def build_datamodule(cfg: ExperimentConfig) -> PanopticDataModule:
 def load_weights(module: L.LightningModule, path: str | Path) -> None:
     """Initialise a module's network from a checkpoint of the same branch, architecture and class set."""
     load_network_weights(module.net, dict(module.hparams), path)
-
-
-def build_logger(cfg: ExperimentConfig, out: Path) -> Logger:
-    """CSV logger by default; W&B (offline without an API key) or TensorBoard when configured."""
-    if cfg.logger.kind == "wandb":
-        import os
-
-        from lightning.pytorch.loggers import WandbLogger
-
-        offline = not os.environ.get("WANDB_API_KEY") and "WANDB_MODE" not in os.environ
-        return WandbLogger(project=cfg.logger.project, name=cfg.name, save_dir=str(out), offline=offline,
-                           config=to_dict(cfg))
-    if cfg.logger.kind == "tensorboard":
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        return TensorBoardLogger(str(out), name="tb")
-    return CSVLogger(str(out), name="logs")
 
 
 def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
@@ -140,13 +122,6 @@ def train(cfg: ExperimentConfig) -> dict:
         (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     finish_wandb_run()
     return result
-
-
-def finish_wandb_run() -> None:
-    """Close a W&B run this process started, so that the next stage or sweep run (same process) gets its own."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and wandb.run is not None:
-        wandb.finish()
 
 
 def finished_run(cfg: ExperimentConfig) -> dict | None:
