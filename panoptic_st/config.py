@@ -55,6 +55,8 @@ class SemanticConfig:
     encoder: str = "resnet101"
     output_stride: int = 8
     encoder_weights_file: str | None = None
+    # Training refuses to start a randomly initialised encoder (no weights file, no init checkpoint) unless True.
+    allow_random_init: bool = False
     mode: str = "baseline"
     init_checkpoint: str | None = None
     lr: float = 2.5e-4
@@ -91,6 +93,8 @@ class InstanceConfig:
     encoder: str = "resnet101"
     embedding_dim: int = 8
     encoder_weights_file: str | None = None
+    # Training refuses to start a randomly initialised encoder (no weights file, no init checkpoint) unless True.
+    allow_random_init: bool = False
     mode: str = "baseline"
     init_checkpoint: str | None = None
     semantic_checkpoint: str | None = None
@@ -137,11 +141,16 @@ class InstanceConfig:
 
 @dataclass
 class TrainerConfig:
-    """Lightning Trainer settings."""
+    """Lightning Trainer settings.
+
+    Any other argument of `lightning.Trainer` (`max_time`, `deterministic`, `sync_batchnorm`, `fast_dev_run`...) may
+    be given as `trainer.<name>` too: it is kept in `trainer.lightning` and checked against the Trainer's signature.
+    `limit_val_batches` keeps Lightning's meaning: an int is a number of batches, a float a fraction.
+    """
 
     max_steps: int = 1000
     val_check_interval: int | None = None
-    limit_val_batches: float = 1.0
+    limit_val_batches: Any = 1.0
     accelerator: str = "auto"
     devices: Any = "auto"
     strategy: str = "auto"
@@ -153,6 +162,12 @@ class TrainerConfig:
     progress_bar: bool = True
     checkpoint_every_n_steps: int | None = None
     resume: bool = False
+    lightning: dict[str, Any] = field(default_factory=dict)
+
+
+# Trainer arguments that `training.build_trainer` sets itself (objects, or settings with their own key above).
+MANAGED_TRAINER_ARGUMENTS = {"self", "logger", "callbacks", "plugins", "default_root_dir", "use_distributed_sampler",
+                             "enable_progress_bar", "enable_checkpointing", "model_registry"}
 
 
 @dataclass
@@ -228,9 +243,48 @@ def _explain(err: OmegaConfBaseException, origin: str) -> ConfigError:
     return ConfigError(f"{origin}: {str(err).splitlines()[0]}")
 
 
+def _route_lightning_arguments(part: DictConfig) -> DictConfig:
+    """Move `trainer.<key>` entries that are not TrainerConfig fields into `trainer.lightning`."""
+    trainer = part.get("trainer") if isinstance(part, DictConfig) else None
+    if not isinstance(trainer, DictConfig):
+        return part
+    fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+    for key in [k for k in trainer if k not in fields]:
+        if "lightning" not in trainer:
+            trainer.lightning = {}
+        trainer.lightning[key] = trainer.pop(key)
+    return part
+
+
+def lightning_trainer_arguments() -> set[str]:
+    """The `lightning.Trainer` arguments a config may set (all but the ones the framework sets itself)."""
+    import inspect
+
+    import lightning
+
+    return set(inspect.signature(lightning.Trainer.__init__).parameters) - MANAGED_TRAINER_ARGUMENTS
+
+
+def _check_lightning_arguments(trainer: DictConfig) -> None:
+    """Every `trainer.lightning` key must be a Trainer argument (Lightning is imported only when there are any)."""
+    if not trainer.lightning:
+        return
+    valid = lightning_trainer_arguments()
+    for key in trainer.lightning:
+        if key in valid:
+            continue
+        if key in MANAGED_TRAINER_ARGUMENTS:
+            raise ConfigError(f"'trainer.{key}' is set by panoptic-st itself and cannot be configured")
+        declared = {k.removeprefix("trainer."): t for k, t in SCHEMA_KEYS.items() if k.startswith("trainer.")}
+        known = {**{name: "Lightning Trainer argument" for name in valid}, **declared}
+        close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.5)
+        hint = ", ".join(f"trainer.{m} ({known[m]})" for m in close) or "see `lightning.Trainer` for the arguments"
+        raise ConfigError(f"unknown config key 'trainer.{key}'; closest valid keys: {hint}")
+
+
 def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
     try:
-        return OmegaConf.merge(base, other)
+        return OmegaConf.merge(base, _route_lightning_arguments(other))
     except OmegaConfBaseException as err:
         raise _explain(err, origin) from None
 
@@ -291,6 +345,7 @@ def load_config(experiment: str | Path | None = None, overrides: list[str] | Non
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as err:
         raise _explain(err, "interpolation") from None
+    _check_lightning_arguments(cfg.trainer)
     return OmegaConf.to_object(cfg)
 
 

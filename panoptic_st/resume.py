@@ -48,6 +48,14 @@ class RNGStateCheckpoint(L.Callback):
             set_rng_states(checkpoint[RNG_KEY])
 
 
+class TimeLimitPerLaunch(L.Callback):
+    """`trainer.max_time` limits each launch (a SLURM job's wall time), not the run: the elapsed time that
+    Lightning's Timer would restore on resume is left out of checkpoints."""
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        checkpoint.get("callbacks", {}).pop("Timer", None)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file and renames it into place: a crash mid-write keeps the old file."""
 

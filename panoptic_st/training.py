@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -14,14 +17,15 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from panoptic_st.checkpoints import load_network_weights
 from panoptic_st.config import ConfigError, ExperimentConfig, load_config, to_yaml
-from panoptic_st.data.datamodule import PanopticDataModule
+from panoptic_st.data.datamodule import PanopticDataModule, check_roots
 from panoptic_st.data.dataset import channel_statistics
 from panoptic_st.data.labels import NUM_CLASSES
 from panoptic_st.data.sampling import importance_probabilities
+from panoptic_st.errors import RunStopped
 from panoptic_st.loggers import build_logger, finish_wandb_run
 from panoptic_st.media import MediaCallback
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
-from panoptic_st.resume import AtomicCheckpointIO, RNGStateCheckpoint, last_checkpoint
+from panoptic_st.resume import AtomicCheckpointIO, RNGStateCheckpoint, TimeLimitPerLaunch, last_checkpoint
 
 STAGES = ("semantic", "instance")
 
@@ -57,26 +61,52 @@ def load_weights(module: L.LightningModule, path: str | Path) -> None:
     load_network_weights(module.net, dict(module.hparams), path)
 
 
+VALIDATION_METRIC = {"semantic": "val/miou19", "instance": "val/ap50"}
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """The periodic `last.ckpt` writer, with a state key that stays the same when a resumed run changes its step
+    counts. At the end of training `train()` writes `final.ckpt`, or `last.ckpt` for an unfinished run, itself."""
+
+    @property
+    def state_key(self) -> str:
+        return "LastCheckpoint"
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Nothing: Lightning would save `last.ckpt` here even after a `fast_dev_run`."""
+
+
+def checkpoint_callbacks(cfg: ExperimentConfig, out: Path) -> list[ModelCheckpoint]:
+    """`checkpoints/last.ckpt` every `checkpoint_every_n_steps` (default: at each validation), and
+    `checkpoints/best.ckpt`, the best by the stage's validation metric."""
+    t = cfg.trainer
+    every = t.checkpoint_every_n_steps or t.val_check_interval or t.max_steps
+    last = LastCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0, every_n_train_steps=every,
+                          enable_version_counter=False)
+    best = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor=VALIDATION_METRIC[cfg.stage],
+                           mode="max", save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False)
+    return [last, best]
+
+
 def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
     """A Lightning Trainer from the config; validation every `val_check_interval` steps (default: at the end).
 
-    `checkpoints/last.ckpt` (written atomically, with the generator states) is refreshed every
-    `checkpoint_every_n_steps` (default: at each validation); the data module shards batches itself.
+    Checkpoints are written atomically, with the generator states; the data module shards batches itself. The
+    Lightning arguments of `trainer.lightning` are passed on last, so they win over the defaults set here.
     """
     t = cfg.trainer
-    every = t.checkpoint_every_n_steps or t.val_check_interval or t.max_steps
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0,
-                                 every_n_train_steps=every, enable_version_counter=False)
+    arguments = {
+        "max_steps": t.max_steps, "accelerator": t.accelerator, "devices": t.devices, "strategy": t.strategy,
+        "num_nodes": t.num_nodes, "precision": t.precision, "accumulate_grad_batches": t.accumulate_grad_batches,
+        "log_every_n_steps": t.log_every_n_steps, "gradient_clip_val": t.gradient_clip_val,
+        "val_check_interval": t.val_check_interval or t.max_steps, "check_val_every_n_epoch": None,
+        "limit_val_batches": t.limit_val_batches, "num_sanity_val_steps": 0, "enable_model_summary": False,
+    }
     return L.Trainer(
-        max_steps=t.max_steps, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
-        num_nodes=t.num_nodes, precision=t.precision, accumulate_grad_batches=t.accumulate_grad_batches,
-        log_every_n_steps=t.log_every_n_steps, gradient_clip_val=t.gradient_clip_val,
-        val_check_interval=t.val_check_interval or t.max_steps, check_val_every_n_epoch=None,
-        limit_val_batches=t.limit_val_batches,
-        num_sanity_val_steps=0, enable_progress_bar=t.progress_bar, enable_model_summary=False,
-        logger=build_logger(cfg, out), default_root_dir=str(out),
-        callbacks=[checkpoint, RNGStateCheckpoint(), MediaCallback(cfg.logger.image_interval)],
-        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        **{**arguments, **t.lightning}, enable_progress_bar=t.progress_bar, logger=build_logger(cfg, out),
+        default_root_dir=str(out), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
+        callbacks=[*checkpoint_callbacks(cfg, out), RNGStateCheckpoint(), TimeLimitPerLaunch(),
+                   MediaCallback(cfg.logger.image_interval)],
     )
 
 
@@ -96,9 +126,29 @@ def _scalars(metrics: dict) -> dict:
     return {k: v if math.isfinite(v) else None for k, v in values.items()}
 
 
+WEIGHT_FILES = ("a torchvision ImageNet checkpoint (e.g. resnet101-63fe2227.pth, as SAC uses) or a timm checkpoint "
+                "of the same encoder")
+
+
+def check_encoder_initialisation(cfg: ExperimentConfig) -> None:
+    """Refuse a weights file that does not exist, and a random encoder unless `allow_random_init`."""
+    branch = cfg.semantic if cfg.stage == "semantic" else cfg.instance
+    key = f"{cfg.stage}.encoder_weights_file"
+    if branch.encoder_weights_file and not Path(branch.encoder_weights_file).is_file():
+        raise ConfigError(f"{key}={branch.encoder_weights_file}: file not found; expected {WEIGHT_FILES}")
+    if branch.encoder_weights_file or branch.init_checkpoint or branch.allow_random_init:
+        return
+    raise ConfigError(
+        f"{cfg.name}: the {branch.encoder} encoder would start from random weights; set {key}=FILE (the real "
+        f"configs read $RESNET101_WEIGHTS), {WEIGHT_FILES}, or {cfg.stage}.allow_random_init=true to train from "
+        "scratch")
+
+
 def train(cfg: ExperimentConfig) -> dict:
     """Run one training stage; writes `final.ckpt` (weights only: the optimizer state stays in
     `checkpoints/last.ckpt`, for resuming), `metrics.json` and the config into `cfg.output_dir`."""
+    check_encoder_initialisation(cfg)
+    check_roots(cfg.data, [*cfg.data.sources, cfg.data.target])
     out = _setup_run(cfg)
     module = build_module(cfg)
     branch = cfg.semantic if cfg.stage == "semantic" else cfg.instance
@@ -112,8 +162,11 @@ def train(cfg: ExperimentConfig) -> dict:
         prepare_self_training_start(module, datamodule, cfg)
     trainer = build_trainer(cfg, out)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
+    with resuming_into(resume_from):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_from, weights_only=True)
     seconds = time.perf_counter() - start
+    if trainer.global_step < cfg.trainer.max_steps:
+        stop_unfinished(trainer, cfg, out)
     final = out / "final.ckpt"
     trainer.save_checkpoint(final, weights_only=True)
     metrics = _scalars(trainer.callback_metrics)
@@ -122,6 +175,26 @@ def train(cfg: ExperimentConfig) -> dict:
         (out / "metrics.json").write_text(json.dumps(result, indent=2, allow_nan=False))
     finish_wandb_run()
     return result
+
+
+@contextlib.contextmanager
+def resuming_into(checkpoint: Path | None) -> Iterator[None]:
+    """A resumed run writes into its own non-empty checkpoint folder: Lightning's warning about that is expected."""
+    with warnings.catch_warnings():
+        if checkpoint is not None:
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        yield
+
+
+def stop_unfinished(trainer: L.Trainer, cfg: ExperimentConfig, out: Path) -> None:
+    """Save the full state of an unfinished run to `checkpoints/last.ckpt` (unless a debug run) and stop."""
+    finish_wandb_run()
+    if cfg.trainer.lightning.get("fast_dev_run"):
+        raise RunStopped(f"fast_dev_run ended after step {trainer.global_step}; nothing was saved")
+    last = out / "checkpoints" / "last.ckpt"
+    trainer.save_checkpoint(last)
+    raise RunStopped(f"stopped at step {trainer.global_step} of {cfg.trainer.max_steps} (trainer.max_time or a "
+                     f"signal); the state is in {last}: rerun with trainer.resume=true to continue")
 
 
 def finished_run(cfg: ExperimentConfig) -> dict | None:

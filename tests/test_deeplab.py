@@ -3,8 +3,11 @@ import time
 import pytest
 import timm
 import torch
+import torchvision
 
+from panoptic_st.config import ConfigError
 from panoptic_st.models.deeplab import ASPPSum, build_deeplab, param_groups
+from panoptic_st.models.weights import timm_encoder
 
 TOY_ENCODER = "mobilenetv3_small_100"
 
@@ -94,10 +97,29 @@ def test_encoder_weights_come_from_a_local_file(arch, tmp_path):
     assert torch.equal(encoder_state[key], classifier.state_dict()["conv_stem.weight"])
 
 
+@pytest.mark.parametrize("arch", ["deeplabv2", "deeplabv3plus"])
+def test_a_torchvision_resnet_checkpoint_loads_into_the_encoder(arch, tmp_path):
+    reference = torchvision.models.resnet18().state_dict()
+    path = tmp_path / "resnet18-f37072fd.pth"
+    torch.save(reference, path)
+    encoder = timm_encoder(build_deeplab(arch, "resnet18", encoder_weights_file=str(path)).encoder).state_dict()
+    assert all(torch.equal(encoder[k], reference[k]) for k in encoder if not k.endswith("num_batches_tracked"))
+
+
+def test_weights_of_another_network_are_refused_not_silently_skipped(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), path)
+    with pytest.raises(ConfigError, match=r"other.pth: \d+ of \d+ tensors of the resnet34 encoder are missing"):
+        build_deeplab("deeplabv2", "resnet34", encoder_weights_file=str(path))
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="broken.pth: not a readable checkpoint"):
+        build_deeplab("deeplabv2", "resnet18", encoder_weights_file=str(tmp_path / "broken.pth"))
+
+
 def test_user_errors_are_short_messages(tmp_path):
     with pytest.raises(ValueError, match="deeplabv3plus"):
         build_deeplab("deeplabv4", TOY_ENCODER)
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(ConfigError, match="missing.pth"):
         build_deeplab("deeplabv2", TOY_ENCODER, encoder_weights_file=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="divisible by 8"):
         build_deeplab("deeplabv3plus", TOY_ENCODER)(torch.rand(1, 3, 60, 60))

@@ -79,7 +79,8 @@ def test_self_training_resumed_after_a_crash_ends_like_an_uninterrupted_run(toy_
 
 def test_without_resume_a_rerun_starts_from_scratch(toy_root, tmp_path, baseline):
     train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=2", "seed=1"))
-    rerun = train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=3"))
+    with pytest.warns(UserWarning, match="exists and is not empty"):
+        rerun = train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=3"))
     fresh = train(_self_train_cfg(toy_root, tmp_path / "fresh", baseline, "trainer.max_steps=3"))
     rerun_state = load_checkpoint_state(rerun["checkpoint"])["state_dict"]
     fresh_state = load_checkpoint_state(fresh["checkpoint"])["state_dict"]

@@ -2,6 +2,7 @@ import pytest
 import timm
 import torch
 
+from panoptic_st.config import ConfigError
 from panoptic_st.models.unet import build_embedding_unet
 
 ENCODER = "tu-mobilenetv3_small_100"
@@ -28,5 +29,5 @@ def test_encoder_weights_from_local_file(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="tu-"):
         build_embedding_unet("resnet18")
-    with pytest.raises(FileNotFoundError, match="missing.pth"):
+    with pytest.raises(ConfigError, match="missing.pth"):
         build_embedding_unet(ENCODER, encoder_weights_file="missing.pth")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
 import lightning as L
@@ -29,8 +30,28 @@ Mode = Literal["source", "adapt", "target"]
 DATASET_NAMES = ("synthia", "gta5", "mixed", "cityscapes")
 
 
+DATA_ROOT_VARIABLE = "PANOPTIC_ST_DATA"
+
+
+def check_root(cfg: DataConfig, name: str) -> None:
+    """A dataset root that is not a folder fails with the override that sets it."""
+    root = getattr(cfg, f"{name}_root")
+    if not Path(root).is_dir():
+        raise DatasetError(f"{name} root {root} is not a folder; set data.{name}_root=DIR (or data.root=DIR "
+                           f"holding every dataset; the real configs default to ${DATA_ROOT_VARIABLE}, else /datasets)")
+
+
+def check_roots(cfg: DataConfig, names: list[str]) -> None:
+    """Every named dataset's root (both SYNTHIA and GTA5 for `mixed`) must be a folder."""
+    for name in names:
+        for part in ("synthia", "gta5") if name == "mixed" else (name,):
+            if hasattr(cfg, f"{part}_root"):
+                check_root(cfg, part)
+
+
 def build_dataset(name: str, cfg: DataConfig, split: str, transform: Transform | None) -> Dataset:
     """A dataset by name with its root from the config."""
+    check_roots(cfg, [name])
     if name == "synthia":
         return SynthiaDataset(cfg.synthia_root, split, transform, cfg.max_items)
     if name == "gta5":

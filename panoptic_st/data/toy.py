@@ -7,6 +7,13 @@ rendered (two clean synthetic styles vs. one "real" style) and in the label quir
 Calibration at the defaults (U-Net, mobilenetv3_small encoder from scratch, 300 steps x 16, 2-core CPU), 19-class
 mIoU on toy Cityscapes val: trained on SYNTHIA+GTA5 32.8 (79.1 on held-out GTA5), with BN statistics re-estimated
 on the target 45.8, trained on the target (oracle) 70.0. Traffic lights and signs stay near 0 at this size/budget.
+
+With `native_size=True` every dataset is written at the real datasets' sizes (height x width): SYNTHIA
+RAND_CITYSCAPES 760 x 1280, Cityscapes 1024 x 2048 and GTA5 1052 x 1914, except the GTA5 files 00002 and 00003 of
+every ten (00002, 00003, 00012, 00013, ...), which are 1054 x 1914 and 1080 x 1920. Those two sizes are chosen to
+stand for the few real GTA5 images that are not 1052 x 1914; their share here is not the real one. The scene
+geometry scales with the image as at any size; textures, blurs, skyline widths and the smallest instance scale too
+(`detail_scale`), so a native-size image looks like an enlarged default one.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import multiprocessing
 import shutil
 import time
@@ -45,12 +53,24 @@ STATIC = NUM_CLASSES
 """Scene-map index of the one void object kind (bins): Cityscapes/GTA5 label id 4 'static', Synthia 0."""
 STATIC_LABEL_ID = 4
 MIN_INSTANCE_PX = 10
-"""Things whose visible part is smaller lose their instance id (Cityscapes writes them as a group region)."""
+"""Things whose visible part is smaller lose their instance id (Cityscapes writes them as a group region); an area
+at detail scale 1, so it grows with the square of `detail_scale`."""
 CAM_HEIGHT_M = 1.6
 
 DOMAINS = {"synthia": 0, "gta5": 1, "cityscapes_train": 2, "cityscapes_val": 3}
 CITIES = {"train": ("aachen", "bremen", "zurich"), "val": ("frankfurt", "lindau", "munster")}
 README_TITLE = "# Toy domain-adaptation benchmark (panoptic_st)"
+
+DEFAULT_SIZE = (96, 192)
+"""(height, width) of the default toy images, the size at which the detail scale is 1."""
+NATIVE_SIZES = {"synthia": (760, 1280), "gta5": (1052, 1914), "cityscapes_train": (1024, 2048),
+                "cityscapes_val": (1024, 2048)}
+"""(height, width) of the real datasets' images."""
+GTA5_ODD_SIZES = ((1054, 1914), (1080, 1920))
+"""Chosen stand-ins for the few real GTA5 images of other sizes: GTA5 image indices 1, 2 modulo GTA5_ODD_PERIOD."""
+GTA5_ODD_PERIOD = 10
+NATIVE_COUNTS = {"n_source": 4, "n_target": 4, "n_val": 3}
+"""Default image counts at native size (a few per dataset)."""
 
 CANON_RGB = np.array([
     (85, 85, 92), (170, 160, 152), (150, 105, 85), (190, 180, 150), (125, 88, 55), (125, 130, 150),
@@ -73,6 +93,8 @@ class Scene:
     """float32 (H, W): multiplicative detail shading (windows, wheels, markings, foliage)."""
     things: list[tuple[int, bool]] = field(default_factory=list)
     """(trainId, crowd) of instance i + 1 of `inst`."""
+    scale: float = 1.0
+    """Detail scale: pixel size of textures, blurs and the smallest instance relative to the default toy."""
 
 
 Point = tuple[float, float]
@@ -90,7 +112,8 @@ def _px(v: float) -> int:
 class _Canvas:
     """Paints class, instance id and shading together so every drawn part stays consistent."""
 
-    def __init__(self, height: int, width: int):
+    def __init__(self, height: int, width: int, scale: float = 1.0):
+        self.scale = scale
         self.sem = np.full((height, width), SKY, np.uint8)
         self.inst = np.zeros((height, width), np.int32)
         self.shade = np.ones((height, width), np.float32)
@@ -191,7 +214,7 @@ def _draw_skyline(cv: _Canvas, st: _Street, rng: np.random.Generator) -> None:
     x = st.xv - st.w * rng.uniform(0.2, 0.4)
     end = st.xv + st.w * rng.uniform(0.2, 0.4)
     while x < end:
-        bw = rng.uniform(3, 14)
+        bw = rng.uniform(3, 14) * cv.scale
         top = st.yh - st.h * rng.uniform(0.02, 0.18)
         if rng.random() < 0.25:
             cv.ellipse((x + bw / 2, st.yh), (bw / 2, st.yh - top), VEGETATION)
@@ -489,15 +512,28 @@ def _draw_object(cv: _Canvas, st: _Street, kind: str, t: float, x: float, d: int
         _static(cv, x, yb, m)
 
 
+def _stripes(coord: np.ndarray, period: float, on: float) -> np.ndarray:
+    """coord % period < on, both rounded to whole pixels (at least one)."""
+    return coord % _px(period) < _px(on)
+
+
+def _coarse_noise(rng: np.random.Generator, h: int, w: int, cell: float) -> np.ndarray:
+    """Uniform noise on a grid of about `cell`-pixel cells, bilinearly resized to (h, w)."""
+    c = _px(cell)
+    return cv2.resize(rng.random((h // c + 1, w // c + 1)).astype(np.float32), (w, h))
+
+
 def _surface_detail(cv: _Canvas, rng: np.random.Generator) -> None:
     """Shape cues shared by all domains: windows, fence slats, paving, foliage and grass texture."""
     h, w = cv.sem.shape
+    s = cv.scale
     yy, xx = np.mgrid[0:h, 0:w]
     p = int(rng.integers(4, 7))
-    cv.shade[(cv.sem == BUILDING) & (xx % p < p // 2) & (yy % (p + 1) < (p + 1) // 2)] *= 0.6
-    cv.shade[(cv.sem == FENCE) & (xx % 3 == 0)] *= 0.55
-    cv.shade[(cv.sem == SIDEWALK) & ((yy % 4 == 0) | (xx % 7 == 0))] *= 0.88
-    blobs = cv2.resize(rng.random((h // 4 + 1, w // 4 + 1)).astype(np.float32), (w, h))
+    windows = _stripes(xx, p * s, p // 2 * s) & _stripes(yy, (p + 1) * s, (p + 1) // 2 * s)
+    cv.shade[(cv.sem == BUILDING) & windows] *= 0.6
+    cv.shade[(cv.sem == FENCE) & _stripes(xx, 3 * s, s)] *= 0.55
+    cv.shade[(cv.sem == SIDEWALK) & (_stripes(yy, 4 * s, s) | _stripes(xx, 7 * s, s))] *= 0.88
+    blobs = _coarse_noise(rng, h, w, 4 * s)
     fine = rng.random((h, w)).astype(np.float32)
     veg, grass = cv.sem == VEGETATION, cv.sem == TERRAIN
     cv.shade[veg] *= 0.7 + 0.6 * blobs[veg]
@@ -507,16 +543,21 @@ def _surface_detail(cv: _Canvas, rng: np.random.Generator) -> None:
 def _keep_visible(cv: _Canvas) -> Scene:
     """Drop instance ids of things whose visible part is below MIN_INSTANCE_PX; renumber the rest 1..k."""
     area = np.bincount(cv.inst.ravel(), minlength=len(cv.things) + 1)
-    keep = area[1:] >= MIN_INSTANCE_PX
+    keep = area[1:] >= MIN_INSTANCE_PX * cv.scale ** 2
     remap = np.zeros(len(cv.things) + 1, np.int32)
     remap[1:][keep] = np.arange(1, int(keep.sum()) + 1)
     things = [th for th, k in zip(cv.things, keep) if k]
-    return Scene(cv.sem, remap[cv.inst], cv.shade, things)
+    return Scene(cv.sem, remap[cv.inst], cv.shade, things, cv.scale)
 
 
-def draw_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
-    """Draw one random street scene (the layout shared by all domains)."""
-    cv = _Canvas(height, width)
+def detail_scale(height: int, width: int) -> float:
+    """Detail scale of an image of this size: its linear size relative to the default toy image."""
+    return math.sqrt(height * width / (DEFAULT_SIZE[0] * DEFAULT_SIZE[1]))
+
+
+def draw_scene(rng: np.random.Generator, height: int, width: int, scale: float = 1.0) -> Scene:
+    """Draw one random street scene (the layout shared by all domains) at detail scale `scale`."""
+    cv = _Canvas(height, width, scale)
     st = _street(rng, height, width)
     _draw_ground(cv, st)
     _draw_skyline(cv, st, rng)
@@ -569,23 +610,26 @@ def render_synthia(scene: Scene, rng: np.random.Generator) -> np.ndarray:
 def render_gta(scene: Scene, rng: np.random.Generator) -> np.ndarray:
     """GTA style: its own clean palette, soft top-down light, darkened contours and slight blur."""
     h, w = scene.sem.shape
+    s = scene.scale
     img = _flat(scene, GTA_RGB, rng)
     seg = scene.sem.astype(np.int32) * 4096 + scene.inst
     edges = np.zeros((h, w), np.float32)
     edges[:, 1:] += seg[:, 1:] != seg[:, :-1]
     edges[1:, :] += seg[1:, :] != seg[:-1, :]
-    edges = cv2.GaussianBlur(np.minimum(edges, 1.0), (0, 0), 1.2)
+    edges = cv2.dilate(np.minimum(edges, 1.0), np.ones((_px(s), _px(s)), np.uint8))
+    edges = cv2.GaussianBlur(edges, (0, 0), 1.2 * s)
     light = np.linspace(1.12, 0.88, h, dtype=np.float32)[:, None] * (1.0 - 0.5 * edges)
-    return _to_uint8(cv2.GaussianBlur(img * light[..., None], (0, 0), 0.6))
+    return _to_uint8(cv2.GaussianBlur(img * light[..., None], (0, 0), 0.6 * s))
 
 
 def object_stripes(scene: Scene, rng: np.random.Generator, amplitude: float) -> np.ndarray:
     """HxW brightness factor 1 + amplitude * sin(...) of one random stripe pattern per thing (1 elsewhere):
-    orientation, period (3-8 px) and phase drawn per instance."""
+    orientation, period (3-8 px times the detail scale) and phase drawn per instance."""
     n = len(scene.things)
     if n == 0:
         return np.ones(scene.sem.shape, np.float32)
-    angle, period, phase = rng.uniform(0, np.pi, n), rng.uniform(3.0, 8.0, n), rng.uniform(0, 2 * np.pi, n)
+    angle = rng.uniform(0, np.pi, n)
+    period, phase = rng.uniform(3.0, 8.0, n) * scene.scale, rng.uniform(0, 2 * np.pi, n)
     ys, xs = np.mgrid[0:scene.sem.shape[0], 0:scene.sem.shape[1]].astype(np.float32)
     k = np.maximum(scene.inst - 1, 0)
     wave = np.sin(2 * np.pi * (xs * np.cos(angle[k]) + ys * np.sin(angle[k])) / period[k] + phase[k])
@@ -600,14 +644,15 @@ def render_real(scene: Scene, rng: np.random.Generator, object_texture: float = 
     img = _flat(scene, CANON_RGB, rng, lambda t: np.clip(_hsv_adjust(t, hue, 0.55), 0.0, 1.0))
     if object_texture > 0:
         img = img * object_stripes(scene, rng.spawn(1)[0], object_texture)[..., None]  # the rest draws as without
-    coarse = cv2.resize(rng.random((h // 8 + 1, w // 8 + 1)).astype(np.float32), (w, h))
-    fine = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7)
-    img = img * (0.9 + 0.2 * coarse + 0.06 * fine)[..., None]
+    s = scene.scale
+    coarse = _coarse_noise(rng, h, w, 8 * s)
+    fine = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), 0.7 * s)
+    img = img * (0.9 + 0.2 * coarse + 0.06 * s * fine)[..., None]  # x s: blurring s times wider shrinks it 1/s
     a, b = rng.uniform(0.825, 1.075, 2)
     img = img * np.linspace(a, b, w, dtype=np.float32)[None, :, None]
     img = np.clip(img, 0.0, 1.0) ** rng.uniform(1.2, 1.7)
     img = img * np.array([1.08, 1.0, 0.84], np.float32) * rng.uniform(0.95, 1.05, 3).astype(np.float32)
-    img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0))
+    img = cv2.GaussianBlur(img.astype(np.float32), (0, 0), rng.uniform(0.5, 1.0) * s)
     return _to_uint8(img + rng.normal(0.0, rng.uniform(0.0075, 0.0175), img.shape).astype(np.float32))
 
 
@@ -722,11 +767,27 @@ def image_rng(seed: int, domain: str, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, DOMAINS[domain], index]))
 
 
-def _make_one(task: tuple[Path, int, int, int, str, int, float]) -> np.ndarray:
+def native_image_size(domain: str, index: int) -> tuple[int, int]:
+    """(height, width) of image `index` of a dataset at native size."""
+    k = index % GTA5_ODD_PERIOD
+    if domain == "gta5" and 1 <= k <= len(GTA5_ODD_SIZES):
+        return GTA5_ODD_SIZES[k - 1]
+    return NATIVE_SIZES[domain]
+
+
+def _image_size(domain: str, index: int, native: bool, height: int, width: int) -> tuple[int, int, float]:
+    """(height, width, detail scale) of one image: native, or the one size given at detail scale 1."""
+    if not native:
+        return height, width, 1.0
+    h, w = native_image_size(domain, index)
+    return h, w, detail_scale(h, w)
+
+
+def _make_one(task: tuple[Path, int, int, int, float, str, int, float]) -> np.ndarray:
     """Draw, render and write one image; returns which scene classes it contains."""
-    out, seed, height, width, domain, index, object_texture = task
+    out, seed, height, width, scale, domain, index, object_texture = task
     rng = image_rng(seed, domain, index)
-    scene = draw_scene(rng, height, width)
+    scene = draw_scene(rng, height, width, scale)
     if domain == "synthia":
         _write_synthia(out / "synthia", index, scene, render_synthia(scene, rng))
     elif domain == "gta5":
@@ -768,7 +829,17 @@ def _write_lists(out: Path, counts: dict[str, int], val_start: int = 0) -> None:
         (out / "cityscapes" / f"{split}.txt").write_text("".join(sorted(lines)))
 
 
-def _write_readme(out: Path, seed: int, height: int, width: int, counts: dict[str, int],
+def _size_text(native: bool, height: int, width: int) -> str:
+    """The README's image sizes, width x height like the rest of it."""
+    if not native:
+        return f"images {width}x{height} px"
+    (sh, sw), (gh, gw), (ch, cw) = (NATIVE_SIZES[d] for d in ("synthia", "gta5", "cityscapes_val"))
+    odd = ", ".join(f"{w}x{h} for file {k + 2:05d}" for k, (h, w) in enumerate(GTA5_ODD_SIZES))
+    return (f"images at the real datasets' sizes: SYNTHIA {sw}x{sh}, GTA5 {gw}x{gh} ({odd} of every "
+            f"{GTA5_ODD_PERIOD}), Cityscapes {cw}x{ch} px, details scaled to match")
+
+
+def _write_readme(out: Path, seed: int, sizes: str, counts: dict[str, int],
                   presence: dict[str, np.ndarray], val_start: int = 0, object_texture: float = 0.0) -> None:
     rows = "\n".join(
         f"| {CLASS_NAMES[c]} | " + " | ".join(f"{100 * presence[d][c]:.0f}%" for d in DOMAINS) + " |"
@@ -781,7 +852,7 @@ def _write_readme(out: Path, seed: int, height: int, width: int, counts: dict[st
         notes += f"; things of the Cityscapes-style images striped (amplitude {object_texture})"
     text = f"""{README_TITLE}
 
-Generated by `panoptic_st.data.toy.make_toy` with seed {seed}, images {width}x{height} px{notes}.
+Generated by `panoptic_st.data.toy.make_toy` with seed {seed}, {sizes}{notes}.
 The same seed gives byte-identical files.
 
 | dataset | images | format |
@@ -815,14 +886,16 @@ def _init_worker() -> None:
 
 
 def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 1000, n_val: int = 200,
-             height: int = 96, width: int = 192, workers: int = 2, progress: bool = True, val_start: int = 0,
-             object_texture: float = 0.0) -> dict:
+             height: int = DEFAULT_SIZE[0], width: int = DEFAULT_SIZE[1], workers: int = 2, progress: bool = True,
+             val_start: int = 0, object_texture: float = 0.0, native_size: bool = False) -> dict:
     """Write the toy SYNTHIA, GTA5 and Cityscapes datasets (+ panoptic GT) under `out`; return counts, seconds.
 
     Every image is a function of (seed, dataset, index). `val_start` makes the Cityscapes val split images
     `val_start .. val_start + n_val - 1`: with `val_start=200` it shares no image with the default 200-image val
     split, a held-out test split for results selected on val. `object_texture` > 0 stripes the things of the
     Cityscapes-style images (amplitude of a brightness wave per object): a domain gap for the instance branch.
+    `native_size` writes every dataset at the real datasets' sizes (`native_image_size`) instead of
+    `height` x `width`; pair it with few images (`NATIVE_COUNTS`).
     """
     if min(n_target, n_val) < 1 or min(n_source, val_start) < 0 or min(height, width) < 32:
         raise ValueError("make_toy needs n_target >= 1, n_val >= 1, n_source >= 0, val_start >= 0 and images of at "
@@ -832,13 +905,13 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
     counts = {"synthia": n_source, "gta5": n_source, "cityscapes_train": n_target, "cityscapes_val": n_val}
     _prepare(out)
     first = {"cityscapes_val": val_start}
-    tasks = [(out, seed, height, width, d, i, object_texture) for d, n in counts.items()
-             for i in range(first.get(d, 0), first.get(d, 0) + n)]
+    tasks = [(out, seed, *_image_size(d, i, native_size, height, width), d, i, object_texture)
+             for d, n in counts.items() for i in range(first.get(d, 0), first.get(d, 0) + n)]
     bar = tqdm(total=len(tasks), desc="toy benchmark", unit="img", disable=not progress)
     with contextlib.ExitStack() as stack:
         if workers > 1:
             pool = stack.enter_context(multiprocessing.Pool(workers, initializer=_init_worker))
-            results = pool.imap(_make_one, tasks, chunksize=16)
+            results = pool.imap(_make_one, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers))))
         else:
             results = map(_make_one, tasks)
         found = []
@@ -855,7 +928,7 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
                          outputFolder=str(out / "cityscapes" / "gtFine"), useTrainId=False,
                          setNames=["train", "val"])
     _write_lists(out, counts, val_start)
-    _write_readme(out, seed, height, width, counts, presence, val_start, object_texture)
+    _write_readme(out, seed, _size_text(native_size, height, width), counts, presence, val_start, object_texture)
     seconds = time.perf_counter() - start
     print(f"toy benchmark: {sum(counts.values())} images in {out} ({seconds:.1f} s)")
     return {**counts, "seconds": seconds}

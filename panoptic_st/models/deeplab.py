@@ -7,7 +7,7 @@ size. `param_groups` uses that split for SAC's learning-rate multipliers.
 
 from __future__ import annotations
 
-from pathlib import Path
+from functools import partial
 from typing import Any, Literal
 
 import segmentation_models_pytorch as smp
@@ -15,6 +15,8 @@ import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from panoptic_st.models.weights import check_weights_loaded, timm_encoder, timm_weights
 
 Arch = Literal["deeplabv2", "deeplabv3", "deeplabv3plus"]
 ARCHS: tuple[str, ...] = ("deeplabv2", "deeplabv3", "deeplabv3plus")
@@ -71,15 +73,6 @@ class SegmentationNet(nn.Module):
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
 
 
-def _timm_weights_kwargs(encoder_weights_file: str | None) -> dict[str, Any]:
-    """timm arguments that load ImageNet weights from a local file (never downloaded), or none."""
-    if encoder_weights_file is None:
-        return {}
-    if not Path(encoder_weights_file).is_file():
-        raise FileNotFoundError(f"encoder weights file not found: {encoder_weights_file}")
-    return {"pretrained_cfg_overlay": {"file": str(encoder_weights_file)}}
-
-
 def _build_v2(encoder: str, num_classes: int, output_stride: int, weights: dict[str, Any]) -> SegmentationNet:
     """DeepLabV2: dilated timm encoder (deepest level only) with the ASPP-sum head."""
     backbone = timm.create_model(
@@ -119,15 +112,16 @@ def build_deeplab(
 ) -> SegmentationNet:
     """DeepLab network on a timm encoder (`resnet101` for real runs, e.g. `mobilenetv3_small_100` for toy runs).
 
-    ImageNet weights come only from `encoder_weights_file` (a timm checkpoint of the plain classifier); without
-    it the encoder is randomly initialised. V3/V3+ need input sides divisible by `output_stride`.
+    ImageNet weights come only from `encoder_weights_file` (a torchvision or timm checkpoint of the plain
+    classifier, checked to cover the whole encoder); without it the encoder is randomly initialised. V3/V3+ need input sides divisible by `output_stride`.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown DeepLab arch {arch!r}; expected one of {', '.join(ARCHS)}")
-    weights = _timm_weights_kwargs(encoder_weights_file)
-    if arch == "deeplabv2":
-        return _build_v2(encoder, num_classes, output_stride, weights)
-    return _build_smp(arch, encoder, num_classes, output_stride, weights)
+    weights = timm_weights(encoder_weights_file)
+    build = _build_v2 if arch == "deeplabv2" else partial(_build_smp, arch)
+    net = build(encoder, num_classes, output_stride, weights)
+    check_weights_loaded(timm_encoder(net.encoder), encoder_weights_file, encoder)
+    return net
 
 
 def param_groups(
