@@ -10,6 +10,7 @@ from pathlib import Path
 from panoptic_st.checkpoints import CheckpointError
 from panoptic_st.config import ConfigError
 from panoptic_st.data.dataset import DatasetError
+from panoptic_st.errors import RunStopped
 from panoptic_st.evaluation.export import EvaluationInputError
 
 DEFAULT_TOY_ROOT = "data/toy"
@@ -37,6 +38,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                      help="stripe amplitude on the things of the Cityscapes-style images (an instance domain gap)")
     toy.add_argument("--height", type=int, default=None, help="image height in pixels")
     toy.add_argument("--width", type=int, default=None, help="image width in pixels")
+    toy.add_argument("--native-size", action="store_true",
+                     help="the real datasets' sizes (HxW): SYNTHIA 760x1280, GTA5 1052x1914 and a few odd sizes, "
+                          "Cityscapes 1024x2048; with 4 images per source, 4 target, 3 val unless --n-* given")
     toy.add_argument("--workers", type=int, default=2, help="worker processes")
     toy.set_defaults(func=cmd_make_toy)
 
@@ -123,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=EPILOG_DISTRIBUTED + "  in a sweep: add trainer.devices=4 trainer.strategy=ddp to "
                            "the file's command\n", formatter_class=argparse.RawDescriptionHelpFormatter)
     sweep.add_argument("file", help="sweep YAML (W&B format): a path or a name under configs/sweeps/")
+    sweep.add_argument("overrides", nargs="*", help="key=value config overrides for every run (e.g. data.root=DIR); "
+                       "they win over the file's command, not over its parameters")
     sweep.add_argument("--count", type=int, default=None,
                        help="at most this many runs (offline random sweeps: required unless the file has run_cap)")
     sweep.add_argument("--project", default=None, help="W&B project (default: the file's, else logger.project)")
@@ -139,12 +145,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_make_toy(args: argparse.Namespace) -> int:
-    from panoptic_st.data.toy import make_toy
+    from panoptic_st.data.toy import NATIVE_COUNTS, make_toy
 
-    sizes = {k: v for k, v in (("n_source", args.n_source), ("n_target", args.n_target), ("n_val", args.n_val),
+    if args.native_size and (args.height, args.width) != (None, None):
+        print("error: --native-size sets the image sizes; drop --height/--width", file=sys.stderr)
+        return 1
+    given = {k: v for k, v in (("n_source", args.n_source), ("n_target", args.n_target), ("n_val", args.n_val),
                                ("height", args.height), ("width", args.width)) if v is not None}
+    sizes = {**(NATIVE_COUNTS if args.native_size else {}), **given}
     make_toy(Path(args.out), seed=args.seed, workers=args.workers, val_start=args.val_start,
-             object_texture=args.object_texture, **sizes)
+             object_texture=args.object_texture, native_size=args.native_size, **sizes)
     return 0
 
 
@@ -216,7 +226,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from panoptic_st.sweeps import run_sweep
 
     run_sweep(args.file, count=args.count, project=args.project, seed=args.seed, out_dir=args.out,
-              dry_run=args.dry_run)
+              dry_run=args.dry_run, overrides=args.overrides)
     return 0
 
 
@@ -233,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DatasetError, CheckpointError, EvaluationInputError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except RunStopped as stop:
+        print(f"stopped: {stop}", file=sys.stderr)
+        return RunStopped.exit_code
 
 
 if __name__ == "__main__":

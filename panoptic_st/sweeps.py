@@ -5,6 +5,9 @@ its command, passing every sampled parameter as a `key=value` override. Offline,
 expanded here and their runs trained one after another in this process, with the overrides an agent passes:
 no interpreter start-up per run, one-line config errors, the metric straight from `train()`, and a restarted
 sweep reuses the runs that finished. Bayes search needs the W&B server.
+
+`key=value` overrides given to `run_sweep` apply to every run: after the file's fixed ones (so they win over
+them), before the sampled parameters, which they may not set.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ TOP_LEVEL_KEYS = {"program", "command", "method", "metric", "metrics", "paramete
                   "name", "description", "project", "entity", "run_cap", "controller", "scheduler", "job",
                   "image_uri", "apiVersion", "kind"}
 ARG_MACROS = ("${args_no_hyphens}", "${args}")
+# Config keys that the sweep sets per run, so that runs neither share an output folder nor a W&B run name.
+PER_RUN_KEYS = {"output_dir": "each run has its own folder (offline: under --out)",
+                "logger.name": "each run is named <sweep name>-NN offline, by W&B online"}
 PARAMETER_SPEC_KEYS = {"value", "values", "probabilities", "distribution", "min", "max", "mu", "sigma", "q",
                        "a", "b", "parameters"}
 RANGE = ("min", "max")
@@ -62,6 +68,10 @@ class Sweep:
     spec: dict
     experiment: str
     fixed: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        return self.spec.get("name") or self.path.stem
 
     @property
     def method(self) -> str:
@@ -266,14 +276,43 @@ def wandb_online() -> bool:
         "offline", "disabled", "dryrun")
 
 
-def run_online(sweep: Sweep, count: int | None = None, project: str | None = None) -> str:
-    """Create the sweep on W&B and run an agent here (it runs the sweep's command); returns the sweep id."""
+def override_key(item: str) -> str:
+    """The config key of a `key=value` override."""
+    return item.removeprefix("--").split("=", 1)[0]
+
+
+def check_overrides(sweep: Sweep, overrides: list[str]) -> None:
+    """Refuse overrides that the config rejects, that set a swept parameter, or a key set per run."""
+    try:
+        load_config(sweep.experiment, [*sweep.fixed, *overrides])
+    except ConfigError as err:
+        raise ConfigError(f"{sweep.path}: {err}") from None
+    for key in map(override_key, overrides):
+        if key in sweep.parameters:
+            raise ConfigError(f"override '{key}' is a parameter of sweep {sweep.path}; drop the override or "
+                              "edit the sweep file")
+        if key in PER_RUN_KEYS:
+            raise ConfigError(f"override '{key}' is set per sweep run ({PER_RUN_KEYS[key]})")
+
+
+def command_with_overrides(command: list, overrides: list[str]) -> list:
+    """The sweep command with `overrides` placed after its fixed ones, before the agent's parameters."""
+    at = next(i for i, part in enumerate(command) if part in ARG_MACROS)
+    return [*command[:at], *overrides, *command[at:]]
+
+
+def run_online(sweep: Sweep, count: int | None = None, project: str | None = None,
+               overrides: list[str] | None = None) -> str:
+    """Create the sweep on W&B (its command given `overrides`) and run an agent here; returns the sweep id."""
     import wandb
 
-    project = (project or sweep.spec.get("project")
-               or load_config(sweep.experiment, list(sweep.fixed)).logger.project)
-    sweep_id = wandb.sweep(sweep.spec, project=project)
-    wandb.agent(sweep_id, project=project, count=count)
+    overrides = list(overrides or [])
+    logger = load_config(sweep.experiment, [*sweep.fixed, *overrides]).logger
+    project = project or sweep.spec.get("project") or logger.project
+    entity = sweep.spec.get("entity") or logger.entity
+    spec = {**sweep.spec, "command": command_with_overrides(sweep.spec["command"], overrides)}
+    sweep_id = wandb.sweep(spec, entity=entity, project=project)
+    wandb.agent(sweep_id, entity=entity, project=project, count=count)
     return sweep_id
 
 
@@ -282,20 +321,23 @@ def point_overrides(point: dict[str, Any]) -> list[str]:
     return [override(key, value) for key, value in point.items()]
 
 
-def run_offline(sweep: Sweep, points: list[dict[str, Any]], out_dir: str | Path) -> list[dict]:
-    """Train the runs one after another into `out_dir/NN` (a run that already finished is reused); prints one
-    line per run with its overrides and the sweep metric, and returns [{overrides, output_dir, metric}]."""
+def run_offline(sweep: Sweep, points: list[dict[str, Any]], out_dir: str | Path,
+                overrides: list[str] | None = None) -> list[dict]:
+    """Train the runs one after another into `out_dir/NN`, named `<sweep name>-NN`, each with `overrides` (a run
+    that already finished is reused); prints one line per run with its parameters and the sweep metric, and
+    returns [{overrides, name, output_dir, metric}]."""
     from panoptic_st.training import train_or_reuse
 
     runs = []
     for i, point in enumerate(points):
-        overrides = point_overrides(point)
-        run_dir = Path(out_dir) / f"{i:02d}"
-        cfg = load_config(sweep.experiment, [*sweep.fixed, *overrides, f"output_dir={run_dir}"])
+        parameters = point_overrides(point)
+        run_dir, name = Path(out_dir) / f"{i:02d}", f"{sweep.name}-{i:02d}"
+        cfg = load_config(sweep.experiment, [*sweep.fixed, *(overrides or []), *parameters,
+                                             f"output_dir={run_dir}", f"logger.name={name}"])
         result = train_or_reuse(cfg)
         value = result["metrics"].get(sweep.metric) if sweep.metric else None
-        runs.append({"overrides": overrides, "output_dir": str(run_dir), "metric": value})
-        print(f"[{i + 1}/{len(points)}] {' '.join(overrides)}  {sweep.metric or 'metric'}="
+        runs.append({"overrides": parameters, "name": name, "output_dir": str(run_dir), "metric": value})
+        print(f"[{i + 1}/{len(points)}] {' '.join(parameters)}  {sweep.metric or 'metric'}="
               f"{'n/a' if value is None else f'{value:.4f}'}  ({run_dir})", flush=True)
     _print_best(sweep, runs)
     return runs
@@ -312,17 +354,21 @@ def _print_best(sweep: Sweep, runs: list[dict]) -> None:
 
 
 def run_sweep(path: str | Path, count: int | None = None, project: str | None = None, seed: int = 0,
-              out_dir: str | Path | None = None, dry_run: bool = False) -> list[dict] | str:
-    """Validate a sweep file, then run it on W&B (online) or here (offline); `dry_run` only lists the runs."""
+              out_dir: str | Path | None = None, dry_run: bool = False,
+              overrides: list[str] | None = None) -> list[dict] | str:
+    """Validate a sweep file and `key=value` overrides for every run, then run it on W&B (online) or here
+    (offline); `dry_run` only lists the runs."""
     if count is not None and count < 1:
         raise ConfigError(f"--count must be at least 1, got {count}")
     sweep = validate_sweep(path)
+    overrides = list(overrides or [])
+    check_overrides(sweep, overrides)
     if wandb_online() and not dry_run:
-        return run_online(sweep, count, project)
+        return run_online(sweep, count, project, overrides)
     points = expand(sweep, count, seed)
     if dry_run:
         runs = [{"overrides": point_overrides(point)} for point in points]
         for i, run in enumerate(runs):
             print(f"[{i + 1}/{len(runs)}] {' '.join(run['overrides'])}")
         return runs
-    return run_offline(sweep, points, out_dir or Path("runs/sweeps") / sweep.path.stem)
+    return run_offline(sweep, points, out_dir or Path("runs/sweeps") / sweep.path.stem, overrides)

@@ -20,6 +20,7 @@ from panoptic_st.sweeps import (
     run_sweep,
     validate_sweep,
 )
+from panoptic_st.training import train
 
 SWEEP_FILES = sorted((CONFIG_DIR / "sweeps").glob("*.yaml"))
 STUDIES = ("consistency_weight", "source_mix", "clustering", "margin_decay")
@@ -149,15 +150,21 @@ def test_with_an_api_key_the_sweep_is_created_on_wandb_and_an_agent_runs_it(tmp_
     monkeypatch.setenv("WANDB_API_KEY", "0" * 40)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     calls = {}
-    monkeypatch.setattr(wandb, "sweep",
-                        lambda spec, project=None: calls.update(spec=spec, project=project) or "s1")
-    monkeypatch.setattr(wandb, "agent", lambda sweep_id, project=None, count=None: calls.update(
-        agent=(sweep_id, project, count)))
+    monkeypatch.setattr(wandb, "sweep", lambda spec, entity=None, project=None: calls.update(
+        spec=spec, entity=entity, project=project) or "s1")
+    monkeypatch.setattr(wandb, "agent", lambda sweep_id, entity=None, project=None, count=None: calls.update(
+        agent=(sweep_id, entity, project, count)))
     path = write_sweep(tmp_path / "online.yaml", method="bayes")
     assert run_sweep(path, count=5) == "s1"
     assert calls["spec"] == yaml.safe_load(path.read_text())
     assert calls["project"] == "panoptic_st"  # the experiment's logger.project
-    assert calls["agent"] == ("s1", "panoptic_st", 5)
+    assert calls["agent"] == ("s1", None, "panoptic_st", 5)
+
+    assert run_sweep(path, overrides=["data.root=/lab/data", "logger.entity=lab", "logger.project=study"]) == "s1"
+    assert calls["spec"]["command"] == ["panoptic-st", "train", "toy/instance_baseline", "data.root=/lab/data",
+                                        "logger.entity=lab", "logger.project=study", "${args_no_hyphens}"]
+    assert (calls["entity"], calls["project"]) == ("lab", "study")
+    assert calls["agent"] == ("s1", "lab", "study", None)
 
 
 OFFLINE_ENVIRONMENTS = {"no key": {}, "disabled": {"WANDB_MODE": "disabled"},
@@ -201,11 +208,42 @@ def test_offline_grid_sweep_trains_every_point_with_its_overrides(toy_root, tmp_
     for run, lr in zip(("00", "01"), (0.001, 0.0005)):
         saved = load_config(out / run / "config.yaml")
         assert (saved.instance.lr, saved.logger.kind, saved.trainer.max_steps) == (lr, "wandb", 2)
+        assert saved.logger.name == f"two-{run}"
         assert (out / run / "final.ckpt").is_file()
-    assert len(inits) == 2  # one W&B run per point, not one shared by the whole sweep
+    assert [init["name"] for init in inits] == ["two-00", "two-01"]  # one W&B run per point, each named
 
     assert main(["sweep", str(path), "--out", str(out)]) == 0
     assert capsys.readouterr().out.count("reusing the finished run") == 2  # a restarted sweep trains no point
+
+
+def test_shipped_sweep_runs_with_command_line_overrides_for_every_run(toy_root, tmp_path, no_wandb_server,
+                                                                     restore_threads):
+    semantic = load_config("toy/semantic_baseline", [f"data.root={toy_root}", *TINY, "trainer.max_steps=1",
+                                                     f"output_dir={tmp_path / 'semantic'}"])
+    checkpoint = train(semantic)["checkpoint"]
+    out = tmp_path / "sweep"
+    assert main(["sweep", "toy_source_mix", f"data.root={toy_root}", *TINY, "instance.init_checkpoint=null",
+                 f"instance.semantic_checkpoint={checkpoint}", "trainer.limit_val_batches=0", "--count", "1",
+                 "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["00"]
+    saved = load_config(out / "00" / "config.yaml")
+    assert saved.data.root == str(toy_root)  # the command-line override
+    assert saved.data.source_mix == 0.0  # the first grid point
+    assert (saved.trainer.max_steps, saved.instance.semantic_checkpoint) == (2, checkpoint)
+    assert saved.logger.name == "toy_source_mix-00"
+    assert (out / "00" / "final.ckpt").is_file()
+
+
+@pytest.mark.parametrize("override, message", [
+    ("data.source_mix=0.5", "override 'data.source_mix' is a parameter of sweep"),
+    ("output_dir=/tmp/one", "override 'output_dir' is set per sweep run"),
+    ("logger.name=same", "override 'logger.name' is set per sweep run"),
+    ("data.rot=/data", "unknown config key 'data.rot'"),
+])
+def test_an_override_the_sweep_cannot_take_is_one_error_line(override, message, no_wandb_server, capsys):
+    assert main(["sweep", "toy_source_mix", override, "--dry-run"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0 and message in err
 
 
 def test_sweep_help_names_its_options(capsys):

@@ -798,6 +798,20 @@ def _make_one(task: tuple[Path, int, int, int, float, str, int, float]) -> np.nd
     return np.bincount(scene.sem.ravel(), minlength=NUM_CLASSES + 1) > 0
 
 
+def truck_and_train_index(seed: int, start: int, limit: int = 1000, shrink: int = 8) -> int:
+    """The first native-size GTA5 image index from `start` whose scene shows a truck and a train (the Mixed source
+    takes only such GTA5 images). Scenes are drawn `shrink` times smaller (same objects, as the detail scale
+    follows the size) and not rendered; the chosen one is checked at full size."""
+    for index in range(start, start + limit):
+        height, width, scale = _image_size("gta5", index, True, 0, 0)
+        small = draw_scene(image_rng(seed, "gta5", index), round(height / shrink), round(width / shrink),
+                           scale / shrink)
+        if np.isin([TRUCK, TRAIN], small.sem).all() and np.isin(
+                [TRUCK, TRAIN], draw_scene(image_rng(seed, "gta5", index), height, width, scale).sem).all():
+            return index
+    raise RuntimeError(f"no GTA5 scene with a truck and a train among images {start}..{start + limit - 1}")
+
+
 def _prepare(out: Path) -> None:
     """Create the output folders; replace an earlier toy benchmark, refuse to touch anything else."""
     readme = out / "README.md"
@@ -818,9 +832,10 @@ def _prepare(out: Path) -> None:
             (out / "cityscapes" / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
 
 
-def _write_lists(out: Path, counts: dict[str, int], val_start: int = 0) -> None:
+def _write_lists(out: Path, counts: dict[str, int], val_start: int = 0, gta5_indices: list[int] | None = None) -> None:
+    gta5_indices = list(range(counts["gta5"])) if gta5_indices is None else gta5_indices
     (out / "synthia" / "train.txt").write_text("".join(f"RGB/{i:07d}.png\n" for i in range(counts["synthia"])))
-    (out / "gta5" / "train.txt").write_text("".join(f"images/{i + 1:05d}.png\n" for i in range(counts["gta5"])))
+    (out / "gta5" / "train.txt").write_text("".join(f"images/{i + 1:05d}.png\n" for i in gta5_indices))
     for split, first in (("train", 0), ("val", val_start)):
         lines = []
         for i in range(first, first + counts[f"cityscapes_{split}"]):
@@ -895,7 +910,8 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
     split, a held-out test split for results selected on val. `object_texture` > 0 stripes the things of the
     Cityscapes-style images (amplitude of a brightness wave per object): a domain gap for the instance branch.
     `native_size` writes every dataset at the real datasets' sizes (`native_image_size`) instead of
-    `height` x `width`; pair it with few images (`NATIVE_COUNTS`).
+    `height` x `width`, and its last GTA5 image is the first from there on whose scene shows a truck and a train (the
+    Mixed source needs one); pair it with few images (`NATIVE_COUNTS`).
     """
     if min(n_target, n_val) < 1 or min(n_source, val_start) < 0 or min(height, width) < 32:
         raise ValueError("make_toy needs n_target >= 1, n_val >= 1, n_source >= 0, val_start >= 0 and images of at "
@@ -905,8 +921,11 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
     counts = {"synthia": n_source, "gta5": n_source, "cityscapes_train": n_target, "cityscapes_val": n_val}
     _prepare(out)
     first = {"cityscapes_val": val_start}
+    indices = {d: list(range(first.get(d, 0), first.get(d, 0) + n)) for d, n in counts.items()}
+    if native_size and n_source:
+        indices["gta5"][-1] = truck_and_train_index(seed, n_source - 1)
     tasks = [(out, seed, *_image_size(d, i, native_size, height, width), d, i, object_texture)
-             for d, n in counts.items() for i in range(first.get(d, 0), first.get(d, 0) + n)]
+             for d, ids in indices.items() for i in ids]
     bar = tqdm(total=len(tasks), desc="toy benchmark", unit="img", disable=not progress)
     with contextlib.ExitStack() as stack:
         if workers > 1:
@@ -927,7 +946,7 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
         convert2panoptic(cityscapesPath=str(out / "cityscapes" / "gtFine"),
                          outputFolder=str(out / "cityscapes" / "gtFine"), useTrainId=False,
                          setNames=["train", "val"])
-    _write_lists(out, counts, val_start)
+    _write_lists(out, counts, val_start, indices["gta5"])
     _write_readme(out, seed, _size_text(native_size, height, width), counts, presence, val_start, object_texture)
     seconds = time.perf_counter() - start
     print(f"toy benchmark: {sum(counts.values())} images in {out} ({seconds:.1f} s)")
