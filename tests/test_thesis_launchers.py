@@ -8,6 +8,7 @@ same keys (they differ only in generated paths and source shares) are loaded onc
 from __future__ import annotations
 
 import importlib
+import json
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,3 +222,32 @@ def test_a_benchmark_without_instance_workflow_configs_is_refused(roots, tmp_pat
                                        "--dry-run", "--benchmark=nowhere")
     assert code == 1 and output == ""
     assert "nowhere" in error and "toy" in error
+
+
+def test_the_semantic_plan_prints_on_a_login_node_without_any_dataset(tmp_path, monkeypatch, capsys):
+    missing = {name: tmp_path / "nowhere" / name for name in ("synthia", "gta5", "cityscapes")}
+    code, output, error = run_launcher("semantic_table", missing, monkeypatch, capsys, f"--out={tmp_path}/out",
+                                       "--nodes=2", "--devices=4", "--launcher=srun", "--dry-run")
+    printed = parse(output)
+    assert (code, error) == (0, "") and len(printed) == 3 * 3 * 4
+    assert all(p.prefix == ("srun",) for p in printed if p.verb == "train")
+    assert not (tmp_path / "nowhere").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_the_rehearsal_runs_the_semantic_table_on_native_size_data(tmp_path, monkeypatch, capsys):
+    from panoptic_st.data.toy import make_toy
+
+    data = tmp_path / "native"
+    make_toy(data, native_size=True, n_source=2, n_target=1, n_val=1, workers=1, progress=False)
+    rehearse = launcher("rehearse", monkeypatch)
+    out = tmp_path / "rehearsal"
+    code = rehearse.main(["--data", str(data), "--out", str(out), "--scope", "quick", "--tables", "semantic",
+                          "--encoder", "mobilenetv3_large_100"])
+    assert code == 0
+    report = (out / "rehearsal.md").read_text()
+    for stage in ("train mixed/deeplabv2_baseline", "train mixed/deeplabv2_selftrain",
+                  "evaluate mixed/deeplabv2_baseline", "evaluate mixed/deeplabv2_selftrain"):
+        assert f"`{stage}`" in report, stage
+    scores = json.loads((out / "semantic" / "mixed_deeplabv2_selftrain" / "final.eval.json").read_text())
+    assert 0.0 <= scores["metrics"]["val/miou19"] <= 1.0

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from panoptic_st.config import ConfigError, ExperimentConfig, load_config
 
 ENTRY_POINT = "panoptic-st"
 CHECKPOINT = "final.ckpt"
+STAGE_LOG = "stages.jsonl"
 ROOTS = {"synthia": ("data.synthia_root", "SYNTHIA RAND_CITYSCAPES root (RGB/, GT/LABELS/)"),
          "gta5": ("data.gta5_root", "GTA5 root (images/, labels/)"),
          "cityscapes": ("data.cityscapes_root", "Cityscapes root (leftImg8bit/, gtFine/)")}
@@ -189,16 +192,35 @@ def finished(command: Command | ToolCommand) -> bool:
     return command.verb == "train" and finished_run(command.config()) is not None
 
 
-def execute(command: Command | ToolCommand) -> None:
-    """Run one command through the `panoptic-st` entry point (training commands behind the launcher prefix)."""
+def run_measured(argv: list[str]) -> tuple[float, float]:
+    """Run a process to its end; (wall seconds, its peak resident memory in GB). Raises CalledProcessError."""
+    start = time.perf_counter()
+    process = subprocess.Popen(argv)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, argv)
+    return time.perf_counter() - start, usage.ru_maxrss / 1024**2
+
+
+def execute(command: Command | ToolCommand, log: Path | None = None) -> None:
+    """Run one command through the `panoptic-st` entry point (training commands behind the launcher prefix); print
+    its wall time and peak memory (of the process the prefix starts) and append them to `log` as a JSON line."""
     if finished(command):
         print(f"reusing the finished run in {command.config().output_dir}", flush=True)
         return
-    subprocess.run([*command.prefix, sys.executable, "-m", "panoptic_st.cli", *command.argv()], check=True)
+    seconds, peak_gb = run_measured([*command.prefix, sys.executable, "-m", "panoptic_st.cli", *command.argv()])
+    print(f"# took {seconds:.1f} s, peak memory {peak_gb:.2f} GB", flush=True)
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as file:
+            file.write(json.dumps({"command": str(command), "seconds": round(seconds, 1),
+                                   "peak_gb": round(peak_gb, 3)}) + "\n")
 
 
-def run_plan(plan: Plan, dry_run: bool) -> None:
-    """Print each command; unless `dry_run`, validate the whole plan first and run each command after printing it."""
+def run_plan(plan: Plan, dry_run: bool, log: Path | None = None) -> None:
+    """Print each command; unless `dry_run`, validate the whole plan first and run each command after printing it
+    (its time and peak memory appended to `log`)."""
     if not dry_run:
         validate(plan)
     for title, commands in plan.items():
@@ -206,7 +228,7 @@ def run_plan(plan: Plan, dry_run: bool) -> None:
         for command in commands:
             print(command, flush=True)
             if not dry_run:
-                execute(command)
+                execute(command, log)
 
 
 def eval_metrics(run_dir: Path) -> dict[str, float | None]:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from common import (
+    STAGE_LOG,
     Command,
     Launch,
     LaunchError,
@@ -141,7 +142,7 @@ def run(args: argparse.Namespace) -> None:
     """Run (or print) the table's commands, then collect the evaluated numbers."""
     launch = launch_from_args(args)
     commands = plan(launch, args.benchmark, args.workflows, args.mix, semantic_checkpoint(args, launch))
-    run_plan(commands, args.dry_run)
+    run_plan(commands, args.dry_run, launch.out / STAGE_LOG)
     if not args.dry_run:
         save_table(launch.out / "instance_table.md", results_table(commands))
 

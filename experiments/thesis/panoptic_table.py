@@ -21,6 +21,7 @@ import json
 from pathlib import Path
 
 from common import (
+    STAGE_LOG,
     Launch,
     Plan,
     build_parser,
@@ -103,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
     """Run (or print) the chain, the predictions and their scoring, then the table."""
     launch = launch_from_args(args)
     sections, pairs = plan(launch, args.archs, args.benchmark)
-    run_plan(sections, args.dry_run)
+    run_plan(sections, args.dry_run, launch.out / STAGE_LOG)
     if not args.dry_run:
         save_table(launch.out / "panoptic_table.md", results_table(launch.out, pairs))
 

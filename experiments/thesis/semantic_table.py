@@ -15,6 +15,7 @@ import argparse
 from pathlib import Path
 
 from common import (
+    STAGE_LOG,
     Command,
     Launch,
     Plan,
@@ -76,7 +77,7 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> None:
     """Run (or print) the table's commands, then collect the evaluated numbers."""
     launch = launch_from_args(args)
-    run_plan(plan(launch, args.sources, args.archs), args.dry_run)
+    run_plan(plan(launch, args.sources, args.archs), args.dry_run, launch.out / STAGE_LOG)
     if not args.dry_run:
         save_table(launch.out / "semantic_table.md", results_table(launch.out, args.sources, args.archs))
 
