@@ -10,7 +10,7 @@ from pathlib import Path
 from panoptic_st.checkpoints import CheckpointError
 from panoptic_st.config import ConfigError
 from panoptic_st.data.dataset import DatasetError
-from panoptic_st.errors import RunStopped
+from panoptic_st.errors import RunStopped, TrainingDiverged
 from panoptic_st.evaluation.export import EvaluationInputError
 
 DEFAULT_TOY_ROOT = "data/toy"
@@ -246,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     except RunStopped as stop:
         print(f"stopped: {stop}", file=sys.stderr)
         return RunStopped.exit_code
+    except TrainingDiverged as err:
+        print(f"error: {err}", file=sys.stderr)
+        return TrainingDiverged.exit_code
 
 
 if __name__ == "__main__":
