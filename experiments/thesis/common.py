@@ -208,14 +208,20 @@ def execute(command: Command | ToolCommand, log: Path | None = None) -> None:
     its wall time and peak memory (of the process the prefix starts) and append them to `log` as a JSON line."""
     if finished(command):
         print(f"reusing the finished run in {command.config().output_dir}", flush=True)
+        log_stage(log, {"command": str(command), "reused": True})
         return
     seconds, peak_gb = run_measured([*command.prefix, sys.executable, "-m", "panoptic_st.cli", *command.argv()])
     print(f"# took {seconds:.1f} s, peak memory {peak_gb:.2f} GB", flush=True)
-    if log is not None:
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with log.open("a") as file:
-            file.write(json.dumps({"command": str(command), "seconds": round(seconds, 1),
-                                   "peak_gb": round(peak_gb, 3)}) + "\n")
+    log_stage(log, {"command": str(command), "seconds": round(seconds, 1), "peak_gb": round(peak_gb, 3)})
+
+
+def log_stage(log: Path | None, entry: dict) -> None:
+    """Append one stage's record to the JSON-lines log (if any)."""
+    if log is None:
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as file:
+        file.write(json.dumps(entry) + "\n")
 
 
 def run_plan(plan: Plan, dry_run: bool, log: Path | None = None) -> None:

@@ -77,9 +77,11 @@ def summary(out: Path, wall_seconds: float) -> str:
     path = out / STAGE_LOG
     stages = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
     for stage in stages:
-        lines.append(f"| `{short(stage['command'])}` | {stage['seconds']:.1f} | {stage['peak_gb']:.2f} |")
-    peak = max((s["peak_gb"] for s in stages), default=0.0)
-    lines.append(f"| **{len(stages)} stages run** | **{wall_seconds:.0f}** (wall, with reused stages) | "
+        measured = "reused | -" if stage.get("reused") else f"{stage['seconds']:.1f} | {stage['peak_gb']:.2f}"
+        lines.append(f"| `{short(stage['command'])}` | {measured} |")
+    run = [s for s in stages if not s.get("reused")]
+    peak = max((s["peak_gb"] for s in run), default=0.0)
+    lines.append(f"| **{len(run)} stages run, {len(stages) - len(run)} reused** | **{wall_seconds:.0f}** (wall) | "
                  f"**{peak:.2f}** |")
     return "\n".join(lines)
 

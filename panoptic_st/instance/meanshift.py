@@ -23,7 +23,7 @@ def _unique_rows(rows: Tensor) -> tuple[Tensor, Tensor]:
     """Distinct rows of an integer matrix [N,D] and their counts.
 
     When the rows fit an exact float64 key (mixed-radix number < 2^53) they are found by one float sort,
-    which is several times faster on the CPU than `torch.unique(dim=0)` or an int64 sort.
+    which is faster on the CPU than `torch.unique(dim=0)` or an int64 sort.
     """
     low = rows.min(0).values
     span = rows.max(0).values - low + 1
@@ -199,7 +199,8 @@ def mean_shift(
     the number of seed-point distances held in memory at once. The points are split into `n_groups` compact
 groups and a seed skips the groups that cannot hold a neighbour (exact pruning by the triangle inequality);
 by default 32 groups from `PRUNE_MIN_POINTS` points on and none below, where the per-group bookkeeping costs more
-than the pruning saves (a few thousand points: 2-3x faster unpruned). Computes in float32 unless given float64.
+than the pruning saves (`experiments/benchmarks/bench_meanshift.py` measures both). Computes in float32 unless
+given float64.
     """
     if embeddings.dim() != 2 or embeddings.shape[0] == 0:
         raise ValueError(f"expected a non-empty [N, D] tensor, got shape {tuple(embeddings.shape)}")
