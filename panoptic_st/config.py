@@ -296,8 +296,11 @@ def resolve_experiment_path(name_or_path: str) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    known = sorted(p.stem for p in (CONFIG_DIR / "experiments").rglob("*.yaml"))
-    raise ConfigError(f"experiment '{name_or_path}' not found; known experiments: {', '.join(known) or 'none'}")
+    root = CONFIG_DIR / "experiments"
+    known = sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.yaml"))
+    close = difflib.get_close_matches(str(name_or_path).removesuffix(".yaml"), known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}?" if close else f"{len(known)} experiments under {root}"
+    raise ConfigError(f"experiment '{name_or_path}' not found; {hint}")
 
 
 def _load_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:

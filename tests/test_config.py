@@ -44,6 +44,11 @@ def test_defaults_chain_merges_in_order(tmp_path):
     assert (cfg.seed, cfg.data.batch_size, cfg.output_dir) == (3, 6, "runs/x")
 
 
-def test_unknown_experiment_lists_known_ones():
-    with pytest.raises(ConfigError, match="experiment 'nope' not found"):
+def test_an_unknown_experiment_is_refused_with_where_experiments_live():
+    with pytest.raises(ConfigError, match=r"experiment .nope. not found; \d+ experiments under .*configs/experiments"):
         load_config("nope")
+
+
+def test_a_misspelt_experiment_name_gets_did_you_mean():
+    with pytest.raises(ConfigError, match=r"'toy/semantic_basline' not found; did you mean toy/semantic_baseline"):
+        load_config("toy/semantic_basline")
