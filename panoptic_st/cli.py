@@ -4,7 +4,9 @@ data {make-toy, check}."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from panoptic_st.checkpoints import CheckpointError
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="panoptic-st", description="Self-trained panoptic segmentation: synthetic -> real.",
         epilog=EPILOG_DISTRIBUTED, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also: environment variable PANOPTIC_ST_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the whole method end to end on the toy benchmark")
@@ -161,8 +165,11 @@ def cmd_make_toy(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from panoptic_st.data.check import check_dataset
 
-    report = check_dataset(args.root, args.format, tuple(args.split) if args.split else None, progress=True)
-    print(report.summary())
+    report = check_dataset(args.root, args.format, tuple(args.split) if args.split else None,
+                           progress=sys.stderr.isatty())
+    for problem in report.problems:
+        print(f"error: {problem}", file=sys.stderr)
+    print(report.statistics())
     return 0 if report.ok else 1
 
 
@@ -230,8 +237,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+USER_ERRORS = (ConfigError, DatasetError, CheckpointError, EvaluationInputError, OSError)
+
+
+def error_line(err: BaseException) -> str:
+    """The one line printed for a user-caused error: an OSError as `<path>: <cause>`."""
+    if isinstance(err, OSError) and err.strerror:
+        text = f"{err.filename}: {err.strerror}" if err.filename is not None else err.strerror
+    else:
+        text = str(err) or type(err).__name__
+    return text.replace("\n", " ")
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; user-caused errors print one line and exit 1."""
+    """Entry point; user-caused errors print one line (a traceback too with --debug or PANOPTIC_ST_DEBUG=1)."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # key=value overrides given after the flags
@@ -240,15 +259,12 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [*args.overrides, *extra]
     try:
         return args.func(args)
-    except (ConfigError, DatasetError, CheckpointError, EvaluationInputError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except RunStopped as stop:
-        print(f"stopped: {stop}", file=sys.stderr)
-        return RunStopped.exit_code
-    except TrainingDiverged as err:
-        print(f"error: {err}", file=sys.stderr)
-        return TrainingDiverged.exit_code
+    except (*USER_ERRORS, RunStopped, TrainingDiverged) as err:
+        if args.debug or os.environ.get("PANOPTIC_ST_DEBUG") == "1":
+            traceback.print_exc()
+        prefix = "stopped" if isinstance(err, RunStopped) else "error"
+        print(f"{prefix}: {error_line(err)}", file=sys.stderr)
+        return getattr(err, "exit_code", 1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -162,6 +163,11 @@ class TrainerConfig:
     progress_bar: bool = True
     checkpoint_every_n_steps: int | None = None
     resume: bool = False
+    # Start over an unfinished run in `output_dir` (its checkpoints are deleted) instead of refusing to.
+    overwrite: bool = False
+    # A non-finite loss or gradient: "stop" the run (exit code 4), or "skip" the step (counted in
+    # `train/skipped_steps`). Non-finite weights always stop it.
+    on_nonfinite: str = "stop"
     lightning: dict[str, Any] = field(default_factory=dict)
 
 
@@ -336,6 +342,52 @@ def parse_overrides(overrides: list[str]) -> DictConfig:
         raise ConfigError(f"overrides: {str(err).splitlines()[0]}") from None
 
 
+DATASET_NAMES = ("synthia", "gta5", "mixed", "cityscapes")
+SEMANTIC_ARCHS = ("deeplabv2", "deeplabv3", "deeplabv3plus")
+OPTIMIZERS = ("sgd", "adamw")
+STAGES = ("semantic", "instance")
+MODES = ("baseline", "self_train")
+
+
+def _require(ok: bool, key: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"config key '{key}' must be {rule}, got {value!r}")
+
+
+def _is_pair(value: Any, low: float) -> bool:
+    return (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, (int, float)) and math.isfinite(v) and v >= low for v in value))
+
+
+def validate(cfg: ExperimentConfig) -> None:
+    """Value checks the schema's types cannot express; the first failure raises one line naming the key."""
+    d = cfg.data
+    for key in ("batch_size", "target_batch_size", "val_batch_size"):
+        _require(getattr(d, key) >= 1, f"data.{key}", "at least 1", getattr(d, key))
+    _require(d.num_workers >= 0, "data.num_workers", "at least 0", d.num_workers)
+    _require(d.max_items is None or d.max_items >= 1, "data.max_items", "at least 1 (or null)", d.max_items)
+    _require(d.source_mix is None or 0.0 <= d.source_mix <= 1.0, "data.source_mix", "in [0, 1] (or null)",
+             d.source_mix)
+    _require(d.target in DATASET_NAMES, "data.target", f"one of {', '.join(DATASET_NAMES)}", d.target)
+    _require(bool(d.sources) and all(s in DATASET_NAMES for s in d.sources), "data.sources",
+             f"a non-empty list of {', '.join(DATASET_NAMES)}", d.sources)
+    for key in ("crop", "target_size"):
+        _require(_is_pair(getattr(d, key), 1), f"data.{key}", "[height, width], both at least 1", getattr(d, key))
+    for key in ("source_scale", "target_scale"):
+        value = getattr(d, key)
+        _require(_is_pair(value, 1e-6) and value[0] <= value[1], f"data.{key}", "[low, high] with 0 < low <= high",
+                 value)
+    _require(cfg.stage in STAGES, "stage", f"one of {', '.join(STAGES)}", cfg.stage)
+    _require(cfg.semantic.arch in SEMANTIC_ARCHS, "semantic.arch", f"one of {', '.join(SEMANTIC_ARCHS)}",
+             cfg.semantic.arch)
+    _require(cfg.semantic.optimizer in OPTIMIZERS, "semantic.optimizer", f"one of {', '.join(OPTIMIZERS)}",
+             cfg.semantic.optimizer)
+    for branch in ("semantic", "instance"):
+        part = getattr(cfg, branch)
+        _require(math.isfinite(part.lr) and part.lr > 0, f"{branch}.lr", "a finite number > 0", part.lr)
+        _require(part.mode in MODES, f"{branch}.mode", f"one of {', '.join(MODES)}", part.mode)
+
+
 def load_config(experiment: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
     """Schema defaults <- experiment YAML chain <- overrides, validated and resolved."""
     cfg = OmegaConf.structured(ExperimentConfig)
@@ -349,7 +401,9 @@ def load_config(experiment: str | Path | None = None, overrides: list[str] | Non
     except OmegaConfBaseException as err:
         raise _explain(err, "interpolation") from None
     _check_lightning_arguments(cfg.trainer)
-    return OmegaConf.to_object(cfg)
+    config = OmegaConf.to_object(cfg)
+    validate(config)
+    return config
 
 
 def to_yaml(cfg: ExperimentConfig) -> str:

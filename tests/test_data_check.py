@@ -33,9 +33,9 @@ def test_clean_toy_data_passes(toy_root, fmt, capsys):
 
 def _expect(root, fmt, kind, path, capsys):
     assert main(["data", "check", str(root / fmt), "--format", fmt]) == 1
-    out = capsys.readouterr().out
-    lines = [line for line in out.splitlines() if line.startswith(f"[{kind}]")]
-    assert any(str(path) in line for line in lines), out
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith(f"error: [{kind}]")]
+    assert any(str(path) in line for line in lines), err
 
 
 def test_missing_label_is_reported(broken, capsys):

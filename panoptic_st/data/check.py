@@ -39,10 +39,13 @@ class CheckReport:
         return not self.problems
 
     def summary(self) -> str:
-        """Problems first, then a per-class pixel-frequency table."""
-        lines = [str(p) for p in self.problems]
+        """Problems first, then the statistics."""
+        return "\n".join([*(str(p) for p in self.problems), self.statistics()])
+
+    def statistics(self) -> str:
+        """Counts and a per-class pixel-frequency table."""
         total = max(int(self.class_pixels.sum()), 1)
-        lines.append(f"{self.fmt} {self.root}: {self.items} items, {len(self.problems)} problem(s)")
+        lines = [f"{self.fmt} {self.root}: {self.items} items, {len(self.problems)} problem(s)"]
         lines.append(f"{'class':<16}{'pixels %':>10}{'images':>8}")
         for c, name in enumerate((*CLASS_NAMES, "ignore")):
             lines.append(f"{name:<16}{100.0 * self.class_pixels[c] / total:>10.3f}{self.class_images[c]:>8d}")
@@ -89,7 +92,8 @@ def _check_item(sample: Sample, read_labels: ReaderFn, report: CheckReport) -> N
 
 
 def _kind(detail: str) -> str:
-    for key, kind in (("unreadable", "unreadable"), ("size", "size"), ("unknown label", "unknown-id")):
+    for key, kind in (("unreadable", "unreadable"), ("size", "size"), ("unknown label", "unknown-id"),
+                      ("-bit with", "format")):
         if key in detail:
             return kind
     return "invalid"

@@ -11,6 +11,7 @@ from panoptic_st.data.dataset import (
     Sample,
     SegmentationDataset,
     check_known_ids,
+    check_label_format,
     check_same_size,
     pair_files,
     read_indexed,
@@ -48,7 +49,11 @@ def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Probl
     images, labels = split_images(root, split, lambda: (
         sorted((root / "leftImg8bit" / split).glob(f"*/*{IMAGE_SUFFIX}")),
         sorted((root / "gtFine" / split).glob(f"*/*{LABEL_SUFFIX}"))))
+    misplaced = [img for img in images if not img.is_relative_to(root / "leftImg8bit")]
+    images = [img for img in images if img not in misplaced]
     pairs, problems = pair_files(images, labels, lambda p: label_path(root, p), lambda p: image_path(root, p))
+    problems += [Problem("invalid", img, f"listed in {split}.txt but not under {root / 'leftImg8bit'}")
+                 for img in misplaced]
     samples = []
     for img, lab in pairs:
         inst = label_path(root, img, INSTANCE_SUFFIX)
@@ -62,11 +67,13 @@ def find_samples(root: str | Path, split: str) -> tuple[list[Sample], list[Probl
 def read_labels(sample: Sample, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """trainIds from labelIds; instance ids 1..N from instanceIds (stuff and crowd groups become 0)."""
     label_ids = read_indexed(sample.label)
+    check_label_format(label_ids, sample.label, "a Cityscapes labelIds file", (8,))
     check_same_size(image, label_ids, sample.label, sample.image)
     check_known_ids(label_ids, VALID_IDS, sample.label)
-    instance_ids = read_unchanged(sample.instance).astype(np.int32)
+    instance_ids = read_unchanged(sample.instance)
+    check_label_format(instance_ids, sample.instance, "a Cityscapes instanceIds file", (16, 32))
     check_same_size(image, instance_ids, sample.instance, sample.image)
-    return label_ids_to_train_ids(label_ids), consecutive_instances(instance_ids)
+    return label_ids_to_train_ids(label_ids), consecutive_instances(instance_ids.astype(np.int32))
 
 
 def consecutive_instances(instance_ids: np.ndarray) -> np.ndarray:

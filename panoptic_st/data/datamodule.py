@@ -11,10 +11,10 @@ import torch
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Subset
 
-from panoptic_st.config import DataConfig
+from panoptic_st.config import DATASET_NAMES, ConfigError, DataConfig
 from panoptic_st.data.check import check_or_raise
 from panoptic_st.data.cityscapes import CityscapesDataset
-from panoptic_st.data.dataset import DatasetError, Transform
+from panoptic_st.data.dataset import DatasetError, Transform, image_size
 from panoptic_st.data.gta5 import GTA5Dataset
 from panoptic_st.data.mixed import build_mixed
 from panoptic_st.data.sampling import SeededSamples, StepBatchSampler
@@ -27,7 +27,6 @@ from panoptic_st.data.transforms import (
 )
 
 Mode = Literal["source", "adapt", "target"]
-DATASET_NAMES = ("synthia", "gta5", "mixed", "cityscapes")
 
 
 DATA_ROOT_VARIABLE = "PANOPTIC_ST_DATA"
@@ -70,10 +69,22 @@ def has_instances(dataset: Dataset) -> bool:
     return bool(getattr(dataset, "has_instances", False))
 
 
-def _instance_parts(dataset: Dataset) -> list[Dataset]:
+def _parts(dataset: Dataset) -> list[Dataset]:
     if isinstance(dataset, ConcatDataset):
-        return [p for d in dataset.datasets for p in _instance_parts(d)]
-    return [dataset] if has_instances(dataset) else []
+        return [p for d in dataset.datasets for p in _parts(d)]
+    return [dataset]
+
+
+def _instance_parts(dataset: Dataset) -> list[Dataset]:
+    return [p for p in _parts(dataset) if has_instances(p)]
+
+
+def check_crop(crop: tuple[int, int], size: tuple[int, int], scale: float, images: str) -> None:
+    """Refuse a training crop larger than the images it is cut from, at their largest scale."""
+    height, width = (int(side * scale) for side in size)
+    if crop[0] > height or crop[1] > width:
+        raise ConfigError(f"data.crop={list(crop)} is larger than the {images} images ({height}x{width} at scale "
+                          f"{scale:g}); use a crop of at most that size")
 
 
 def batch_split(cfg: DataConfig) -> tuple[int, int]:
@@ -125,7 +136,10 @@ class PanopticDataModule(L.LightningDataModule):
         if self.mode in ("source", "adapt") and n_source > 0:
             self.pipelines["source"] = source_train_transform(crop, tuple(cfg.source_scale), cfg.flip)
             self.source = self._sources(self.pipelines["source"])
+            for part in _parts(self.source):
+                check_crop(crop, image_size(part.samples[0].image), cfg.source_scale[1], part.domain)
         if self.mode in ("adapt", "target") and n_target > 0:
+            check_crop(crop, tuple(cfg.target_size), cfg.target_scale[1], f"{cfg.target} (data.target_size)")
             self.pipelines["target"] = target_train_transform(tuple(cfg.target_size), crop,
                                                               tuple(cfg.target_scale), cfg.flip)
             self.target = build_dataset(cfg.target, cfg, cfg.train_split, self.pipelines["target"])

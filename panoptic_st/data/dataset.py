@@ -6,6 +6,7 @@ trainIds (255 ignore), `instance` long HxW (0 = none, else a per-image id), `met
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,15 @@ def read_rgb(path: Path) -> np.ndarray:
     return np.ascontiguousarray(img[..., ::-1])
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image, from its header."""
+    try:
+        with Image.open(path) as img:
+            return img.height, img.width
+    except (OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or truncated image ({err})") from None
+
+
 def read_unchanged(path: Path) -> np.ndarray:
     """A PNG with its stored depth and channels (OpenCV; needed for 16-bit multi-channel labels)."""
     arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -68,9 +78,22 @@ def read_indexed(path: Path) -> np.ndarray:
             arr = np.array(img)
     except (OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"{path}: unreadable or truncated label file ({err})") from None
-    if arr.ndim != 2:
-        raise DatasetError(f"{path}: expected a single-channel label image, got shape {arr.shape}")
     return arr
+
+
+def bit_depth(label: np.ndarray) -> int:
+    """Bits per channel of a decoded label array (1 for a bilevel PNG)."""
+    return 1 if label.dtype == np.bool_ else label.dtype.itemsize * 8
+
+
+def check_label_format(label: np.ndarray, path: Path, what: str, depths: tuple[int, ...],
+                       channels: tuple[int, ...] = (1,)) -> None:
+    """Raise unless a decoded label PNG has one of the bit depths and channel counts its format stores."""
+    found = 1 if label.ndim == 2 else label.shape[-1]
+    if bit_depth(label) in depths and found in channels and label.dtype.kind in "uib":
+        return
+    raise DatasetError(f"{path}: {what} must be {'/'.join(map(str, depths))}-bit with {'/'.join(map(str, channels))} "
+                       f"channel(s), got {bit_depth(label)}-bit with {found} channel(s)")
 
 
 def check_same_size(image: np.ndarray, label: np.ndarray, label_path: Path, image_path: Path) -> None:
@@ -115,9 +138,22 @@ def pair_files(
 
 
 def read_split_file(path: Path, root: Path) -> list[Path]:
-    """Image paths listed one per line (relative to the dataset root), as the public code's split files."""
-    lines = [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
-    return [root / line for line in lines]
+    """Image paths listed one per line (relative to the dataset root), as the public code's split files; a path
+    outside the root or text that is not UTF-8 is refused."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not UTF-8 text (byte {err.start}: {err.reason})") from None
+    inside = os.path.abspath(root)
+    images = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        name = line.split()[0]
+        if os.path.commonpath([inside, os.path.abspath(root / name)]) != inside:
+            raise DatasetError(f"{path}: line {number} names {name}, outside the dataset root {root}")
+        images.append(root / name)
+    return images
 
 
 def split_images(root: Path, split: str, scan: Callable[[], tuple[list[Path], list[Path]]]

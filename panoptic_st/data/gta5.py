@@ -11,6 +11,7 @@ from panoptic_st.data.dataset import (
     Sample,
     SegmentationDataset,
     check_known_ids,
+    check_label_format,
     check_same_size,
     find_flat_samples,
     read_indexed,
@@ -28,6 +29,7 @@ def find_samples(root: str | Path, split: str = "train") -> tuple[list[Sample], 
 def read_train_ids(path: Path) -> np.ndarray:
     """trainIds of a GTA5 label file, validated."""
     label_ids = read_indexed(path)
+    check_label_format(label_ids, path, "a GTA5 label file", (8,))
     check_known_ids(label_ids, VALID_IDS, path)
     return label_ids_to_train_ids(label_ids)
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from panoptic_st.data.dataset import (
-    DatasetError,
     Problem,
     Sample,
     SegmentationDataset,
     check_known_ids,
+    check_label_format,
     check_same_size,
     find_flat_samples,
     read_unchanged,
@@ -28,8 +28,7 @@ def find_samples(root: str | Path, split: str = "train") -> tuple[list[Sample], 
 
 def decode_synthia_label(label: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(trainIds, instance ids) of a label array as OpenCV reads it: [B, G, R] = [-, instance, class]."""
-    if label.ndim != 3 or label.shape[2] < 3:
-        raise DatasetError(f"{path}: expected a multi-channel SYNTHIA label PNG, got shape {label.shape}")
+    check_label_format(label, path, "a SYNTHIA label file", (16,), (3, 4))
     class_ids = label[..., 2]
     check_known_ids(class_ids, VALID_IDS, path)
     return SYNTHIA_ID_TO_TRAIN_ID[class_ids], label[..., 1].astype(np.int32)

@@ -7,8 +7,9 @@
     eval instance --gt-dir D --pred-dir D [--out F]
 
 Each sets ``func`` on the parsed namespace; ``args.func(args)`` prints a table, writes the results as JSON to
-``--out`` (and a Markdown table beside it, ``.md``) and returns the exit code: 0, or 1 with a one-line
-``error: ...`` on stderr for a malformed input (:class:`EvaluationInputError`). ``main(argv)`` wraps it all.
+``--out`` (and a Markdown table beside it, ``.md``) and returns 0; a malformed input raises
+:class:`EvaluationInputError` and a failed write an ``OSError`` naming the file, which ``panoptic_st.cli.main``
+prints as one ``error: ...`` line. ``main(argv)`` is ``panoptic_st.cli.main``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import sys
 from pathlib import Path
 
 from cityscapesscripts.helpers.labels import id2label
-
-from panoptic_st.evaluation.export import EvaluationInputError
 
 __all__ = ["add_eval_commands", "main"]
 
@@ -36,9 +35,12 @@ def _write(out: Path | None, results: dict, table: str) -> None:
         return
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(_strict(results), f, indent=2, sort_keys=True, default=str, allow_nan=False)
-    out.with_suffix(".md").write_text("```\n" + table + "\n```\n")
+    for path, text in ((out, json.dumps(_strict(results), indent=2, sort_keys=True, default=str, allow_nan=False)),
+                       (out.with_suffix(".md"), "```\n" + table + "\n```\n")):
+        try:
+            path.write_text(text)
+        except OSError as err:  # a write that fails at flush (disk full) names no file
+            raise OSError(err.errno, err.strerror, str(path)) from None
     print(f"results written to {out}")
 
 
@@ -85,51 +87,34 @@ def _instance_table(res: dict) -> str:
     return "\n".join(lines)
 
 
-def _run(fn) -> int:
-    try:
-        fn()
-    except EvaluationInputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
-
-
 def run_panoptic(args: argparse.Namespace) -> int:
     from panoptic_st.evaluation.panoptic import evaluate_panoptic
 
-    def go():
-        res = evaluate_panoptic(
-            args.gt_json, args.gt_dir, args.pred_json, args.pred_dir, pq_plus=True, workers=args.workers,
-            progress=sys.stderr.isatty(),
-        )  # fmt: skip
-        _write(args.out, res, _panoptic_table(res))
-
-    return _run(go)
+    res = evaluate_panoptic(
+        args.gt_json, args.gt_dir, args.pred_json, args.pred_dir, pq_plus=True, workers=args.workers,
+        progress=sys.stderr.isatty(),
+    )  # fmt: skip
+    _write(args.out, res, _panoptic_table(res))
+    return 0
 
 
 def run_semantic(args: argparse.Namespace) -> int:
     from panoptic_st.evaluation.semantic import evaluate_semantic
 
-    def go():
-        res = evaluate_semantic(
-            args.gt_dir, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty()
-        )
-        _write(args.out, res, _semantic_table(res))
-
-    return _run(go)
+    res = evaluate_semantic(args.gt_dir, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty())
+    _write(args.out, res, _semantic_table(res))
+    return 0
 
 
 def run_instance(args: argparse.Namespace) -> int:
     from panoptic_st.evaluation.instance import evaluate_instances
 
-    def go():
-        res = evaluate_instances(
-            args.gt_dir, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty(),
-            min_region_size=args.min_region_size,
-        )
-        _write(args.out, res, _instance_table(res))
-
-    return _run(go)
+    res = evaluate_instances(
+        args.gt_dir, args.pred_dir, workers=args.workers, progress=sys.stderr.isatty(),
+        min_region_size=args.min_region_size,
+    )
+    _write(args.out, res, _instance_table(res))
+    return 0
 
 
 def _region_size(text: str) -> int | None:
@@ -184,11 +169,10 @@ def add_eval_commands(subparsers) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m panoptic_st.evaluation.commands eval panoptic ...`` (the lead wires this into the CLI)."""
-    parser = argparse.ArgumentParser(prog="panoptic-st")
-    add_eval_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
+    """``python -m panoptic_st.evaluation.commands eval panoptic ...``: the ``panoptic-st`` command line."""
+    from panoptic_st.cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

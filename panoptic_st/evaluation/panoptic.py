@@ -104,7 +104,8 @@ def panoptic_image_stats(
         gt_cat, pred_cat: category index per segment in ``[0, num_categories]`` (``num_categories`` = unknown:
             counted nowhere).
         gt_crowd: bool per GT segment.
-        gt_area: area per GT segment (the official script takes it from the GT JSON).
+        gt_area: area per GT segment (the official script takes it from the GT JSON, whose areas
+            :func:`evaluate_panoptic` checks against the PNG).
     """
     n_gt, n_pred = len(gt_cat), len(pred_cat)
     nc = num_categories + 1
@@ -409,33 +410,76 @@ def _index_of(ids: np.ndarray, segment_ids: np.ndarray, void: int, unknown: int)
     return index
 
 
-def _segments_of(ann: Mapping, json_path, what: str) -> list[Mapping]:
+def _segments_of(ann: Mapping, json_path: Path, what: str) -> list[Mapping]:
     segs = ann.get("segments_info")
-    if not isinstance(segs, list):
-        raise EvaluationInputError(f"{json_path}: image {ann.get('image_id')!r} has no segments_info list")
+    if not isinstance(segs, list) or not all(isinstance(s, Mapping) for s in segs):
+        raise EvaluationInputError(f"{json_path}: image {ann.get('image_id')!r} has no segments_info list of objects")
     ids = [s.get("id") for s in segs]
+    for sid in ids:
+        if not isinstance(sid, int) or not 0 < sid < 1 << 24:
+            raise EvaluationInputError(
+                f"{json_path}: image {ann.get('image_id')!r} has invalid {what} segment id {sid!r} (1..2^24-1)"
+            )
     if len(set(ids)) != len(ids):
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise EvaluationInputError(
             f"{json_path}: image {ann.get('image_id')!r} has duplicate {what} segment ids {dup}"
         )
-    for s in segs:
-        sid = s.get("id")
-        if not isinstance(sid, int) or not 0 < sid < 1 << 24:
-            raise EvaluationInputError(
-                f"{json_path}: image {ann.get('image_id')!r} has invalid {what} segment id {sid!r} (1..2^24-1)"
-            )
     return segs
+
+
+def _file_name(ann: Mapping, json_path: Path) -> str:
+    name = ann.get("file_name")
+    if not isinstance(name, str) or not name:
+        raise EvaluationInputError(f"{json_path}: image {ann.get('image_id')!r} has no file_name")
+    return name
+
+
+def _categories_of(segs: list[Mapping], cat_index: Mapping, json_path: Path, image_id) -> np.ndarray:
+    """Category index per segment; an unknown category_id is an error (the official script raises it for
+    predictions and silently drops GT segments)."""
+    cats = np.empty(len(segs), np.intp)
+    for j, s in enumerate(segs):
+        cid = s.get("category_id")
+        c = None if isinstance(cid, (list, dict)) else cat_index.get(cid)
+        if c is None:
+            raise EvaluationInputError(
+                f"{json_path}: In the image with ID {image_id} segment with ID {s['id']} has unknown category_id {cid!r}"
+            )
+        cats[j] = c
+    return cats
+
+
+def _check_listed(run: np.ndarray, index: np.ndarray, unlisted: int, png: Path, json_path: Path, image_id) -> None:
+    """Raise if a PNG holds a segment id its JSON does not list (the official script raises it for predictions
+    and counts such GT pixels as neither void nor segment)."""
+    if (index == unlisted).any():
+        sid = int(run[index == unlisted][0])
+        raise EvaluationInputError(
+            f"{png}: In the image with ID {image_id} segment with ID {sid} is presented in PNG and not presented "
+            f"in JSON ({json_path})"
+        )
+
+
+def _check_areas(segs: list[Mapping], counted: np.ndarray, json_path: Path, png: Path, image_id) -> None:
+    """Raise if a GT segment's ``area`` differs from its pixel count in the PNG (the official script trusts it)."""
+    for s, n in zip(segs, counted.tolist()):
+        area = s.get("area", n)
+        if area != n:
+            raise EvaluationInputError(
+                f"{json_path}: In the image with ID {image_id} segment with ID {s['id']} has area {area!r} but "
+                f"{n} pixels in {png.name}"
+            )
 
 
 def _evaluate_pair(
     gt_ann, pred_ann, gt_dir: Path, pred_dir: Path, cat_index, gt_json, pred_json, ws: _Workspace
 ) -> PanopticStats:
-    n_cat = len(cat_index)
+    image_id = gt_ann.get("image_id")
     gt_segs = _segments_of(gt_ann, gt_json, "GT")
     pred_segs = _segments_of(pred_ann, pred_json, "predicted")
-    gt_png = gt_dir / gt_ann["file_name"]
-    pred_png = pred_dir / pred_ann["file_name"]
+    gt_png = gt_dir / _file_name(gt_ann, gt_json)
+    pred_png = pred_dir / _file_name(pred_ann, pred_json)
     gt_img = read_panoptic_bgr(gt_png, ws.buffers.get("gt"))
     ws.buffers["gt"] = gt_img
     pred_img = read_panoptic_bgr(pred_png, ws.buffers.get("pred"))
@@ -453,9 +497,8 @@ def _evaluate_pair(
     gt_run, pred_run, lengths = _pair_runs(gt_img, pred_img, ws)
     gi = _index_of(gt_run, gt_ids, n_gt, n_gt + 1)
     pi = _index_of(pred_run, pred_ids, n_pred, n_pred + 1)
-    if (pi == n_pred + 1).any():
-        unknown = np.unique(pred_run[pi == n_pred + 1])[:5].tolist()
-        raise EvaluationInputError(f"{pred_png}: segment ids {unknown} are in the PNG but not in {pred_json}")
+    _check_listed(pred_run, pi, n_pred + 1, pred_png, pred_json, image_id)
+    pred_cat = _categories_of(pred_segs, cat_index, pred_json, image_id)
     joint = np.bincount(gi * cols + pi, weights=lengths, minlength=(n_gt + 2) * cols)
     joint = joint.astype(np.int64).reshape(n_gt + 2, cols)
     joint = joint[:, : n_pred + 1]
@@ -463,23 +506,15 @@ def _evaluate_pair(
     if (pred_area == 0).any():
         missing = pred_ids[pred_area == 0][:5].tolist()
         raise EvaluationInputError(
-            f"{pred_json}: segment ids {missing} of {pred_png.name} are not in the PNG"
+            f"{pred_json}: In the image with ID {image_id} the following segment IDs {missing} are presented in "
+            f"JSON and not presented in PNG ({pred_png.name})"
         )
-    pred_cat = np.empty(n_pred, np.intp)
-    for j, s in enumerate(pred_segs):
-        c = cat_index.get(s.get("category_id"))
-        if c is None:
-            raise EvaluationInputError(
-                f"{pred_json}: segment {s['id']} of image {pred_ann.get('image_id')!r} has unknown category_id "
-                f"{s.get('category_id')!r}"
-            )
-        pred_cat[j] = c
-    gt_cat = np.array([cat_index.get(s.get("category_id"), n_cat) for s in gt_segs], np.intp)
+    _check_listed(gt_run, gi, n_gt + 1, gt_png, gt_json, image_id)
+    gt_cat = _categories_of(gt_segs, cat_index, gt_json, image_id)
     gt_crowd = np.array([s.get("iscrowd", 0) == 1 for s in gt_segs], bool)
-    gt_area = np.array([s.get("area", -1) for s in gt_segs], np.int64)
-    counted = joint[:n_gt].sum(1)
-    gt_area = np.where(gt_area < 0, counted, gt_area)
-    return panoptic_image_stats(joint, gt_cat, gt_crowd, gt_area, pred_cat, n_cat)
+    gt_area = joint[:n_gt].sum(1)
+    _check_areas(gt_segs, gt_area, gt_json, gt_png, image_id)
+    return panoptic_image_stats(joint, gt_cat, gt_crowd, gt_area, pred_cat, len(cat_index))
 
 
 def evaluate_panoptic(
@@ -498,7 +533,9 @@ def evaluate_panoptic(
     Returns the same dict (``All``/``Things``/``Stuff`` -> ``pq, sq, rq, n``; ``per_class`` -> ``{label id: {pq,
     sq, rq}}``, 0.0 for categories without segments) and writes it to ``results_file`` if given. ``pq_plus`` adds
     PQ+ entries. Images run on ``workers`` threads (default: up to 2; the decoders release the GIL). Malformed
-    input raises :class:`EvaluationInputError` (the official script raises ``KeyError``/``Exception`` or exits).
+    input raises :class:`EvaluationInputError` with the official script's message where it has one
+    (``KeyError``/``Exception`` there); where the official script trusts its input (GT areas, GT categories, GT
+    PNG ids missing from the GT JSON) it is checked here too.
     """
     gt_json_file, pred_json_file = Path(gt_json_file), Path(pred_json_file)
     gt_folder, pred_folder = Path(gt_folder), Path(pred_folder)
@@ -507,11 +544,15 @@ def evaluate_panoptic(
     for path, data in ((gt_json_file, gt), (pred_json_file, pred)):
         if not isinstance(data.get("annotations"), list):
             raise EvaluationInputError(f"{path}: no 'annotations' list")
-    if not isinstance(gt.get("categories"), list):
-        raise EvaluationInputError(f"{gt_json_file}: no 'categories' list")
-    for folder in (gt_folder, pred_folder):
+        if not all(isinstance(ann, Mapping) for ann in data["annotations"]):
+            raise EvaluationInputError(f"{path}: every entry of 'annotations' must be an object")
+    if not isinstance(gt.get("categories"), list) or not all(
+        isinstance(c, Mapping) and isinstance(c.get("id"), int) for c in gt["categories"]
+    ):
+        raise EvaluationInputError(f"{gt_json_file}: no 'categories' list of objects with an integer 'id'")
+    for folder, what in ((gt_folder, "ground truth"), (pred_folder, "predicted")):
         if not folder.is_dir():
-            raise EvaluationInputError(f"{folder}: segmentation folder not found")
+            raise EvaluationInputError(f"Folder {folder} with {what} segmentations doesn't exist")
     categories = {c["id"]: c for c in gt["categories"]}
     cat_ids = list(categories)
     cat_index = {cid: k for k, cid in enumerate(cat_ids)}
@@ -526,7 +567,7 @@ def evaluate_panoptic(
     for gt_ann in gt["annotations"]:
         if gt_ann.get("image_id") not in pred_by_image:
             raise EvaluationInputError(
-                f"{pred_json_file}: no prediction for image {gt_ann.get('image_id')!r}"
+                f"{pred_json_file}: no prediction for the image with id: {gt_ann.get('image_id')}"
             )
         pairs.append((gt_ann, pred_by_image[gt_ann["image_id"]]))
 

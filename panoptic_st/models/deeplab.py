@@ -7,6 +7,7 @@ size. `param_groups` uses that split for SAC's learning-rate multipliers.
 
 from __future__ import annotations
 
+import difflib
 from functools import partial
 from typing import Any, Literal
 
@@ -16,10 +17,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from panoptic_st.config import SEMANTIC_ARCHS, ConfigError
 from panoptic_st.models.weights import check_weights_loaded, timm_encoder, timm_weights
 
 Arch = Literal["deeplabv2", "deeplabv3", "deeplabv3plus"]
-ARCHS: tuple[str, ...] = ("deeplabv2", "deeplabv3", "deeplabv3plus")
+ARCHS: tuple[str, ...] = SEMANTIC_ARCHS
+
+
+def check_encoder_name(encoder: str, key: str) -> None:
+    """Refuse an encoder that timm does not know, in one line naming the config key and the closest names."""
+    if timm.is_model(encoder):
+        return
+    close = difflib.get_close_matches(encoder, timm.list_models(), n=3, cutoff=0.6)
+    hint = f"; closest: {', '.join(close)}" if close else ""
+    raise ConfigError(f"{key}={encoder}: unknown encoder (not a timm model name){hint}")
 
 
 class ASPPSum(nn.Module):
@@ -117,6 +128,7 @@ def build_deeplab(
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown DeepLab arch {arch!r}; expected one of {', '.join(ARCHS)}")
+    check_encoder_name(encoder, "semantic.encoder")
     weights = timm_weights(encoder_weights_file)
     build = _build_v2 if arch == "deeplabv2" else partial(_build_smp, arch)
     net = build(encoder, num_classes, output_stride, weights)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import segmentation_models_pytorch as smp
 from torch import nn
 
+from panoptic_st.models.deeplab import check_encoder_name
 from panoptic_st.models.weights import check_weights_loaded, timm_encoder, timm_weights
 
 
@@ -21,6 +22,7 @@ def build_embedding_unet(
         raise ValueError(f"encoder must be a timm-universal name 'tu-<model>', got {encoder!r}")
     if embedding_dim < 1:
         raise ValueError(f"embedding_dim must be positive, got {embedding_dim}")
+    check_encoder_name(encoder.removeprefix("tu-"), "instance.encoder")
     net = smp.Unet(
         encoder_name=encoder,
         encoder_weights=True if encoder_weights_file is not None else None,
