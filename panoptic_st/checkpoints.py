@@ -10,15 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from panoptic_st.errors import CheckpointError
 from panoptic_st.instance.pseudo_labels import ClusteringSettings
 from panoptic_st.models.deeplab import build_deeplab
 from panoptic_st.models.unet import build_embedding_unet
 
 COMPATIBILITY_KEYS = ("branch", "arch", "encoder", "output_stride", "num_classes", "embedding_dim")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used here; the message names the file and the mismatch."""
 
 
 # Hyperparameters every checkpoint of a branch carries (a checkpoint without them is not one of ours).

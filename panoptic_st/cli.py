@@ -9,11 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from panoptic_st.checkpoints import CheckpointError
 from panoptic_st.config import ConfigError
-from panoptic_st.data.dataset import DatasetError
-from panoptic_st.errors import RunStopped, TrainingDiverged
-from panoptic_st.evaluation.export import EvaluationInputError
+from panoptic_st.errors import (
+    CheckpointError,
+    DatasetError,
+    EvaluationInputError,
+    RunStopped,
+    TrainingDiverged,
+)
 
 DEFAULT_TOY_ROOT = "data/toy"
 EPILOG_DISTRIBUTED = """\
@@ -175,18 +178,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from panoptic_st.config import load_config
+
+    cfg = load_config(args.experiment, args.overrides)  # config errors come before torch is imported
     from panoptic_st.training import train
 
-    train(load_config(args.experiment, args.overrides))
+    train(cfg)
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from panoptic_st.config import load_config
+
+    cfg = load_config(args.experiment, args.overrides)
     from panoptic_st.prediction import evaluate
 
-    evaluate(load_config(args.experiment, args.overrides), args.checkpoint, adabn_first=args.adabn, masks=args.masks,
-             out=args.out)
+    evaluate(cfg, args.checkpoint, adabn_first=args.adabn, masks=args.masks, out=args.out)
     return 0
 
 

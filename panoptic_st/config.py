@@ -347,6 +347,7 @@ SEMANTIC_ARCHS = ("deeplabv2", "deeplabv3", "deeplabv3plus")
 OPTIMIZERS = ("sgd", "adamw")
 STAGES = ("semantic", "instance")
 MODES = ("baseline", "self_train")
+LOGGER_KINDS = ("csv", "tensorboard", "wandb")
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -386,6 +387,7 @@ def validate(cfg: ExperimentConfig) -> None:
         part = getattr(cfg, branch)
         _require(math.isfinite(part.lr) and part.lr > 0, f"{branch}.lr", "a finite number > 0", part.lr)
         _require(part.mode in MODES, f"{branch}.mode", f"one of {', '.join(MODES)}", part.mode)
+    _require(cfg.logger.kind in LOGGER_KINDS, "logger.kind", f"one of {', '.join(LOGGER_KINDS)}", cfg.logger.kind)
 
 
 def load_config(experiment: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

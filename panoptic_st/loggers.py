@@ -12,7 +12,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_only
 
-from panoptic_st.config import ConfigError, ExperimentConfig, to_dict
+from panoptic_st.config import ExperimentConfig, to_dict
 from panoptic_st.resume import last_checkpoint
 
 # The W&B run id of a run, kept in its output folder so that a resumed run continues the same W&B run.
@@ -77,9 +77,7 @@ LOGGERS: dict[str, Callable[[ExperimentConfig, Path], Logger]] = {
 
 
 def build_logger(cfg: ExperimentConfig, out: Path) -> Logger:
-    """The logger of `logger.kind`: csv (default), tensorboard or wandb."""
-    if cfg.logger.kind not in LOGGERS:
-        raise ConfigError(f"logger.kind must be one of {', '.join(LOGGERS)}, got {cfg.logger.kind!r}")
+    """The logger of `logger.kind` (checked by `config.validate`): csv (default), tensorboard or wandb."""
     return LOGGERS[cfg.logger.kind](cfg, out)
 
 

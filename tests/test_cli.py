@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 
 from panoptic_st.cli import build_parser, main
@@ -57,3 +60,13 @@ def test_make_toy_cli_writes_a_held_out_val_split_from_val_start(tmp_path):
     assert (out / "cityscapes" / "val.txt").read_text().split() == [
         "leftImg8bit/val/frankfurt/frankfurt_000001_000019_leftImg8bit.png",
         "leftImg8bit/val/lindau/lindau_000001_000019_leftImg8bit.png"]
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "toy/semantic_baseline", "semantic.optimizer=adamm"],
+                                  ["train", "toy/semantic_basline"], ["eval", "panoptic", "--help"]], ids=" ".join)
+def test_help_and_config_errors_answer_without_importing_torch(argv):
+    code = ("import sys\nfrom panoptic_st.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    result = subprocess.run([sys.executable, "-c", code, *argv], check=False, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr[-500:]

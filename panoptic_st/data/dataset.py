@@ -17,11 +17,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from panoptic_st.errors import DatasetError
+
 Transform = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
-
-
-class DatasetError(RuntimeError):
-    """Bad or missing data; the message names the file and what is wrong."""
 
 
 @dataclass(frozen=True)

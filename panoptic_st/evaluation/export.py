@@ -31,6 +31,7 @@ from cityscapesscripts.helpers.labels import labels as cs_labels
 from PIL import Image
 
 from panoptic_st.data.labels import IGNORE_INDEX, LABEL_DIVISOR, NUM_CLASSES, TRAIN_ID_TO_LABEL_ID
+from panoptic_st.errors import EvaluationInputError
 
 __all__ = [
     "CityscapesExporter",
@@ -50,13 +51,6 @@ __all__ = [
     "write_panoptic_prediction",
     "write_semantic_prediction",
 ]
-
-
-class EvaluationInputError(ValueError):
-    """A malformed evaluation input (missing file, size mismatch, unknown category, duplicate segment id, ...).
-
-    The message is one line and names the offending file.
-    """
 
 
 # ----------------------------------------------------------------------------------------------------------------
