@@ -243,7 +243,8 @@ def test_the_rehearsal_runs_the_semantic_table_on_native_size_data(tmp_path, mon
     rehearse = launcher("rehearse", monkeypatch)
     out = tmp_path / "rehearsal"
     code = rehearse.main(["--data", str(data), "--out", str(out), "--scope", "quick", "--tables", "semantic",
-                          "--encoder", "mobilenetv3_large_100"])
+                          "--encoder", "mobilenetv3_large_100", "data.batch_size=1", "data.target_batch_size=1",
+                          "data.val_batch_size=1", "data.num_workers=0"])
     assert code == 0
     report = (out / "rehearsal.md").read_text()
     for stage in ("train mixed/deeplabv2_baseline", "train mixed/deeplabv2_selftrain",

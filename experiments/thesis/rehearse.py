@@ -12,7 +12,7 @@ Every stage prints its wall time and peak memory; the summary goes to `<out>/reh
 reused by a rerun with the same settings.
 
     python experiments/thesis/rehearse.py [--data data/native] [--out runs/rehearsal] [--scope quick|default|full]
-        [--tables semantic instance panoptic] [--steps 1] [--encoder resnet18]
+        [--tables semantic instance panoptic] [--steps 1] [--encoder resnet18] [key=value ...]
 
 Scopes: `quick` runs one chain through all three tables (Mixed DeepLabV2 semantic baseline and self-training, the
 all-classes instance baseline and self-training, the panoptic row pair); `default` adds SYNTHIA and GTA5 with
@@ -97,7 +97,7 @@ def short(command: str) -> str:
 
 
 def rehearse(data: Path, out: Path, scope: str, steps: int, encoder: str | None,
-             tables: tuple[str, ...] = tuple(TABLES)) -> int:
+             tables: tuple[str, ...] = tuple(TABLES), extra: tuple[str, ...] = ()) -> int:
     """Run the chosen tables of a scope in order (semantic, instance, panoptic); the first failing table's exit
     code."""
     start = time.perf_counter()
@@ -106,7 +106,7 @@ def rehearse(data: Path, out: Path, scope: str, steps: int, encoder: str | None,
     for table, runs in SCOPES[scope].items():
         for selection in runs if table in tables else ():
             print(f"\n## rehearsal: {table} table {' '.join(selection)}", flush=True)
-            code = TABLES[table]([*arguments, *rehearsal_overrides(steps, encoder), *selection])
+            code = TABLES[table]([*arguments, *rehearsal_overrides(steps, encoder), *extra, *selection])
             if code:
                 return code
     report = summary(out, time.perf_counter() - start)
@@ -124,6 +124,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tables", nargs="+", choices=tuple(TABLES), default=list(TABLES),
                    help="tables to run; instance and panoptic need the semantic one's Mixed DeepLabV2 runs")
     p.add_argument("--steps", type=int, default=1, help="training steps per stage (default: %(default)s)")
+    p.add_argument("overrides", nargs="*", help="further key=value overrides for every stage (they leave the "
+                   "real configs: use them only to fit a small machine, e.g. data.num_workers=2)")
     p.add_argument("--encoder", default="resnet18",
                    help="timm encoder of both branches; 'real' keeps the configs' ResNet-101 (default: %(default)s)")
     return p
@@ -134,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     encoder = None if args.encoder == "real" else args.encoder
     return rehearse(args.data.resolve(), args.out.resolve(), args.scope, args.steps, encoder,
-                    tuple(args.tables))
+                    tuple(args.tables), tuple(args.overrides))
 
 
 if __name__ == "__main__":
