@@ -929,7 +929,8 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
     bar = tqdm(total=len(tasks), desc="toy benchmark", unit="img", disable=not progress)
     with contextlib.ExitStack() as stack:
         if workers > 1:
-            pool = stack.enter_context(multiprocessing.Pool(workers, initializer=_init_worker))
+            spawn = multiprocessing.get_context("spawn")  # a forked worker can inherit a held thread lock and hang
+            pool = stack.enter_context(spawn.Pool(workers, initializer=_init_worker))
             results = pool.imap(_make_one, tasks, chunksize=max(1, min(16, len(tasks) // (4 * workers))))
         else:
             results = map(_make_one, tasks)
