@@ -11,6 +11,7 @@ import pytest
 from panoptic_st.cli import main
 from panoptic_st.data import toy
 from panoptic_st.data.check import check_dataset
+from panoptic_st.data.mixed import gta5_truck_train_split
 
 CITYSCAPES = (1024, 2048)
 SYNTHIA = (760, 1280)
@@ -41,7 +42,7 @@ def _content_digest(root: Path) -> str:
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory) -> Path:
-    """Native-size toy from the command line: 3 source images (all three GTA5 sizes), 1 target, 1 val."""
+    """Native-size toy from the command line: 3 source images (GTA5: default size, odd size, truck-and-train scene)."""
     out = tmp_path_factory.mktemp("native")
     assert main(["data", "make-toy", "--native-size", "--out", str(out), "--n-source", "3", "--n-target", "1",
                  "--n-val", "1", "--workers", "2"]) == 0
@@ -56,8 +57,14 @@ def test_every_image_and_label_has_its_datasets_real_size(native):
     gta = {p.name: (_shape(p), _shape(native / "gta5" / "labels" / p.name))
            for p in (native / "gta5" / "images").glob("*.png")}
     assert all(image == label for image, label in gta.values())
-    assert sorted(image for image, _ in gta.values()) == sorted({GTA5} | GTA5_ODD)
-    assert gta["00001.png"][0] == GTA5
+    indices = [int(Path(line).stem) - 1 for line in (native / "gta5" / "train.txt").read_text().split()]
+    assert sorted(image for image, _ in gta.values()) == sorted(toy.native_image_size("gta5", i) for i in indices)
+    assert gta["00001.png"][0] == GTA5 and gta["00002.png"][0] in GTA5_ODD
+
+
+def test_the_native_gta5_images_feed_the_mixed_source(native):
+    split = gta5_truck_train_split(native / "gta5", native / "mixed.txt", progress=False)
+    assert split.read_text().split() == [f"images/{toy.truck_and_train_index(0, 2) + 1:05d}.png"]
     for path in (native / "cityscapes" / "gtFine").glob("*/*/*_polygons.json"):
         polygons = json.loads(path.read_text())
         assert (polygons["imgHeight"], polygons["imgWidth"]) == CITYSCAPES
