@@ -348,6 +348,7 @@ OPTIMIZERS = ("sgd", "adamw")
 STAGES = ("semantic", "instance")
 MODES = ("baseline", "self_train")
 LOGGER_KINDS = ("csv", "tensorboard", "wandb")
+NONFINITE_ACTIONS = ("stop", "skip")
 
 
 def _require(ok: bool, key: str, rule: str, value: Any) -> None:
@@ -388,6 +389,12 @@ def validate(cfg: ExperimentConfig) -> None:
         _require(math.isfinite(part.lr) and part.lr > 0, f"{branch}.lr", "a finite number > 0", part.lr)
         _require(part.mode in MODES, f"{branch}.mode", f"one of {', '.join(MODES)}", part.mode)
     _require(cfg.logger.kind in LOGGER_KINDS, "logger.kind", f"one of {', '.join(LOGGER_KINDS)}", cfg.logger.kind)
+    t = cfg.trainer
+    _require(t.max_steps >= 1, "trainer.max_steps", "at least 1 (a run trains a fixed number of steps)", t.max_steps)
+    _require(t.on_nonfinite in NONFINITE_ACTIONS, "trainer.on_nonfinite", f"one of {', '.join(NONFINITE_ACTIONS)}",
+             t.on_nonfinite)
+    _require(not (t.resume and t.overwrite), "trainer.overwrite",
+             "false when trainer.resume=true (resume continues the run, overwrite starts it over)", t.overwrite)
 
 
 def load_config(experiment: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -14,6 +14,8 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from panoptic_st.guards import named_tensors, raise_if_nonfinite
+
 RNG_KEY = "rng_states"
 
 
@@ -56,10 +58,55 @@ class TimeLimitPerLaunch(L.Callback):
         checkpoint.get("callbacks", {}).pop("Timer", None)
 
 
+class ConfiguredLearningRates(L.Callback):
+    """On resume the configured learning rates win. Restored optimizer (and scheduler) states carry the ones the run
+    was launched with, so a run resumed with a changed `lr` would silently keep the old one: each restored rate is
+    scaled by configured / launched base rate (a scheduler continues its schedule from the new base)."""
+
+    def __init__(self) -> None:
+        self.configured: list[list[float]] = []
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.configured = [[base_rate(group) for group in o.param_groups] for o in trainer.optimizers]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        changed = [rescale(group, base) for o, rates in zip(trainer.optimizers, self.configured)
+                   for group, base in zip(o.param_groups, rates)]
+        if not any(changed):
+            return
+        for config in trainer.lr_scheduler_configs:
+            config.scheduler.base_lrs = [base_rate(g) for g in config.scheduler.optimizer.param_groups]
+            config.scheduler._last_lr = [g["lr"] for g in config.scheduler.optimizer.param_groups]
+        print("resumed with the configured learning rates, not the checkpoint's")
+
+
+def rescale(group: dict[str, Any], base: float) -> bool:
+    """Move a parameter group to base rate `base`, scaling its current rate alike; True if it had another base."""
+    launched = base_rate(group)
+    if launched == base:
+        return False
+    group["lr"] = group["lr"] * base / launched if launched else base
+    if "initial_lr" in group:
+        group["initial_lr"] = base
+    return True
+
+
+def base_rate(group: dict[str, Any]) -> float:
+    """The learning rate an optimizer parameter group was configured with (a scheduler keeps it as `initial_lr`)."""
+    return group.get("initial_lr", group["lr"])
+
+
+TRAINED_STATE = ("state_dict", "optimizer_states")
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes a checkpoint to a temporary file and renames it into place: a crash mid-write keeps the old file."""
+    """Writes a checkpoint to a temporary file and renames it into place: a crash mid-write keeps the old file.
+    A checkpoint whose weights (student and teacher) or optimizer state hold a non-finite value is refused with
+    `TrainingDiverged`, so the file already there stays."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        trained = named_tensors({key: checkpoint[key] for key in TRAINED_STATE if key in checkpoint})
+        raise_if_nonfinite(trained, f"refusing to write {path}: {{name}} is not finite (the file there is kept)")
         if not isinstance(get_filesystem(path), LocalFileSystem):
             return super().save_checkpoint(checkpoint, path, storage_options)
         path = Path(path)

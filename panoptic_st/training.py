@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -22,10 +24,17 @@ from panoptic_st.data.dataset import channel_statistics
 from panoptic_st.data.labels import NUM_CLASSES
 from panoptic_st.data.sampling import importance_probabilities
 from panoptic_st.errors import RunStopped
+from panoptic_st.guards import DivergenceGuard
 from panoptic_st.loggers import build_logger, finish_wandb_run
 from panoptic_st.media import MediaCallback
 from panoptic_st.models.batchnorm import recalibrate_batchnorm
-from panoptic_st.resume import AtomicCheckpointIO, RNGStateCheckpoint, TimeLimitPerLaunch, last_checkpoint
+from panoptic_st.resume import (
+    AtomicCheckpointIO,
+    ConfiguredLearningRates,
+    RNGStateCheckpoint,
+    TimeLimitPerLaunch,
+    last_checkpoint,
+)
 
 STAGES = ("semantic", "instance")
 
@@ -105,8 +114,8 @@ def build_trainer(cfg: ExperimentConfig, out: Path) -> L.Trainer:
     return L.Trainer(
         **{**arguments, **t.lightning}, enable_progress_bar=t.progress_bar, logger=build_logger(cfg, out),
         default_root_dir=str(out), plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
-        callbacks=[*checkpoint_callbacks(cfg, out), RNGStateCheckpoint(), TimeLimitPerLaunch(),
-                   MediaCallback(cfg.logger.image_interval)],
+        callbacks=[DivergenceGuard(t.on_nonfinite), *checkpoint_callbacks(cfg, out), RNGStateCheckpoint(),
+                   ConfiguredLearningRates(), TimeLimitPerLaunch(), MediaCallback(cfg.logger.image_interval)],
     )
 
 
@@ -144,11 +153,40 @@ def check_encoder_initialisation(cfg: ExperimentConfig) -> None:
         "scratch")
 
 
+def unfinished_checkpoint(out: str | Path) -> Path | None:
+    """`checkpoints/last.ckpt` of an unfinished run in `out`: one with no `final.ckpt` written after it."""
+    last, final = last_checkpoint(out), Path(out) / "final.ckpt"
+    if last is None or (final.is_file() and final.stat().st_mtime_ns >= last.stat().st_mtime_ns):
+        return None
+    return last
+
+
+def remove_run_outputs(out: Path) -> None:
+    """Delete the checkpoints, `final.ckpt` and `metrics.json` of the run in `out` (its logs stay)."""
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    for name in ("final.ckpt", "metrics.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def claim_output_dir(cfg: ExperimentConfig) -> None:
+    """Refuse to start over an unfinished run unless told to resume it; `trainer.overwrite` deletes the checkpoints
+    and results of the run there first."""
+    out = Path(cfg.output_dir)
+    if cfg.trainer.overwrite:
+        remove_run_outputs(out)
+        return
+    last = unfinished_checkpoint(out)
+    if last is not None and not cfg.trainer.resume:
+        raise ConfigError(f"{out} holds an unfinished run ({last}, no final.ckpt after it): rerun with "
+                          "trainer.resume=true to continue it, or trainer.overwrite=true to start over")
+
+
 def train(cfg: ExperimentConfig) -> dict:
     """Run one training stage; writes `final.ckpt` (weights only: the optimizer state stays in
     `checkpoints/last.ckpt`, for resuming), `metrics.json` and the config into `cfg.output_dir`."""
     check_encoder_initialisation(cfg)
     check_roots(cfg.data, [*cfg.data.sources, cfg.data.target])
+    claim_output_dir(cfg)
     out = _setup_run(cfg)
     module = build_module(cfg)
     branch = cfg.semantic if cfg.stage == "semantic" else cfg.instance
@@ -197,25 +235,40 @@ def stop_unfinished(trainer: L.Trainer, cfg: ExperimentConfig, out: Path) -> Non
                      f"signal); the state is in {last}: rerun with trainer.resume=true to continue")
 
 
+def launched(cfg: ExperimentConfig, resume: bool = False, overwrite: bool = False) -> ExperimentConfig:
+    """`cfg` with the given launch options `trainer.resume` and `trainer.overwrite`."""
+    return dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, resume=resume, overwrite=overwrite))
+
+
+def same_saved_config(cfg: ExperimentConfig) -> bool:
+    """Whether `cfg.output_dir/config.yaml` holds `cfg`, but for how it was launched (resume, overwrite)."""
+    saved = Path(cfg.output_dir) / "config.yaml"
+    try:
+        return saved.is_file() and to_yaml(launched(load_config(saved))) == to_yaml(launched(cfg))
+    except ConfigError:
+        return False
+
+
 def finished_run(cfg: ExperimentConfig) -> dict | None:
     """The result of an earlier `train(cfg)` in `cfg.output_dir` that finished with an identical config, if any."""
     out = Path(cfg.output_dir)
     saved, metrics = out / "config.yaml", out / "metrics.json"
     if not (saved.is_file() and metrics.is_file()) or metrics.stat().st_mtime < saved.stat().st_mtime:
         return None
-    try:
-        same = to_yaml(load_config(saved)) == to_yaml(cfg)
-    except ConfigError:
-        return None
-    return json.loads(metrics.read_text()) if same else None
+    return json.loads(metrics.read_text()) if same_saved_config(cfg) else None
 
 
 def train_or_reuse(cfg: ExperimentConfig) -> dict:
-    """`train(cfg)`, unless the same config already finished in `cfg.output_dir` (then its saved result)."""
+    """`train(cfg)`, unless the same config already finished in `cfg.output_dir` (then its saved result); an
+    unfinished run of the same config there is resumed. `trainer.overwrite` trains from scratch in any case."""
+    if cfg.trainer.overwrite:
+        return train(cfg)
     result = finished_run(cfg)
     if result is not None:
         print(f"reusing the finished run in {cfg.output_dir}")
         return result
+    if unfinished_checkpoint(cfg.output_dir) is not None and same_saved_config(cfg):
+        cfg = launched(cfg, resume=True)
     return train(cfg)
 
 

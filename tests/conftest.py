@@ -1,5 +1,6 @@
 """Shared fixtures: one tiny toy benchmark per test session."""
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -29,3 +30,29 @@ def fresh_wandb_settings():
     wandb = sys.modules.get("wandb")
     if wandb is not None:
         wandb.teardown()
+
+
+class SimulatedKill(RuntimeError):
+    """Stands for a training process killed in the middle of a step."""
+
+
+@pytest.fixture()
+def kill_training_at(monkeypatch):
+    """`with kill_training_at(step): train(...)` runs semantic training until it dies in step `step` (0-based)."""
+    from panoptic_st.semantic.module import SemanticModule
+
+    @contextlib.contextmanager
+    def killing(step: int):
+        original = SemanticModule.training_step
+
+        def dies(self, batch, batch_idx):
+            if self.global_step == step:
+                raise SimulatedKill(f"killed in step {step}")
+            return original(self, batch, batch_idx)
+
+        with monkeypatch.context() as patch:
+            patch.setattr(SemanticModule, "training_step", dies)
+            with pytest.raises(SimulatedKill):
+                yield
+
+    return killing

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from panoptic_st.checkpoints import load_checkpoint_state
-from panoptic_st.config import load_config
+from panoptic_st.config import ConfigError, load_config
 from panoptic_st.data.datamodule import PanopticDataModule
 from panoptic_st.data.sampling import StepBatchSampler, importance_probabilities
 from panoptic_st.resume import AtomicCheckpointIO
@@ -77,10 +77,15 @@ def test_self_training_resumed_after_a_crash_ends_like_an_uninterrupted_run(toy_
     assert uninterrupted["metrics"]["val/miou19"] == resumed["metrics"]["val/miou19"]
 
 
-def test_without_resume_a_rerun_starts_from_scratch(toy_root, tmp_path, baseline):
-    train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=2", "seed=1"))
-    with pytest.warns(UserWarning, match="exists and is not empty"):
-        rerun = train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=3"))
+def test_a_killed_run_is_not_started_over_unless_overwrite_and_then_from_scratch(toy_root, tmp_path, baseline,
+                                                                                   monkeypatch):
+    with monkeypatch.context() as patch:
+        _crash_at_step(patch, 3)
+        with pytest.raises(SimulatedCrash):
+            train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "seed=1"))
+    with pytest.raises(ConfigError, match=r"unfinished run .* rerun with trainer.resume=true to continue it"):
+        train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=3"))
+    rerun = train(_self_train_cfg(toy_root, tmp_path / "run", baseline, "trainer.max_steps=3", "trainer.overwrite=true"))
     fresh = train(_self_train_cfg(toy_root, tmp_path / "fresh", baseline, "trainer.max_steps=3"))
     rerun_state = load_checkpoint_state(rerun["checkpoint"])["state_dict"]
     fresh_state = load_checkpoint_state(fresh["checkpoint"])["state_dict"]

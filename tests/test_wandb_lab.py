@@ -10,16 +10,11 @@ import wandb
 from panoptic_st.cli import main
 from panoptic_st.config import load_config
 from panoptic_st.loggers import RUN_ID_FILE, wandb_offline, wandb_run_id, wandb_run_name
-from panoptic_st.semantic.module import SemanticModule
 from panoptic_st.training import train
 
 TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
         "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "torch_threads=1",
         "trainer.checkpoint_every_n_steps=1"]
-
-
-class SimulatedKill(RuntimeError):
-    pass
 
 
 @pytest.fixture
@@ -46,19 +41,11 @@ def offline_run_ids(out: Path) -> list[str]:
     return [path.name.rsplit("-", 1)[1] for path in sorted((out / "wandb").glob("offline-run-*"))]
 
 
-def test_a_killed_and_resumed_offline_run_keeps_its_wandb_run_id(toy_root, tmp_path, offline_wandb, monkeypatch):
+def test_a_killed_and_resumed_offline_run_keeps_its_wandb_run_id(toy_root, tmp_path, offline_wandb,
+                                                                  kill_training_at):
     out = tmp_path / "run"
-    original = SemanticModule.training_step
-
-    def killed_at_step_2(self, batch, batch_idx):
-        if self.global_step == 2:
-            raise SimulatedKill("killed at step 2")
-        return original(self, batch, batch_idx)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(SemanticModule, "training_step", killed_at_step_2)
-        with pytest.raises(SimulatedKill):
-            train(semantic_baseline(toy_root, out, "trainer.max_steps=4"))
+    with kill_training_at(2):
+        train(semantic_baseline(toy_root, out, "trainer.max_steps=4"))
     wandb.finish(exit_code=1)  # what the killed process leaves behind: a crashed run
     first_id = (out / RUN_ID_FILE).read_text()
     assert (out / "checkpoints" / "last.ckpt").is_file()

@@ -23,6 +23,7 @@ import io
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -812,16 +813,23 @@ def truck_and_train_index(seed: int, start: int, limit: int = 1000, shrink: int 
     raise RuntimeError(f"no GTA5 scene with a truck and a train among images {start}..{start + limit - 1}")
 
 
-def _prepare(out: Path) -> None:
-    """Create the output folders; replace an earlier toy benchmark, refuse to touch anything else."""
+DATASET_FOLDERS = ("synthia", "gta5", "cityscapes")
+LABEL_FOLDERS = ("GT", "labels", "gtFine")  # SYNTHIA's, GTA5's, Cityscapes'
+STAGING = ".make-toy-partial"
+# Listed, with every image, while a toy is being written: `data check` rejects an unfinished dataset folder.
+UNFINISHED_ENTRY = "make-toy-did-not-finish.png\n"
+
+
+def _refuse_foreign(out: Path) -> None:
+    """Refuse an output folder whose synthia/gta5/cityscapes folders are not an earlier toy benchmark."""
     readme = out / "README.md"
-    parts = [out / "synthia", out / "gta5", out / "cityscapes"]
-    if any(p.exists() for p in parts):
-        if not (readme.is_file() and readme.read_text().startswith(README_TITLE)):
-            raise FileExistsError(f"{out}: holds synthia/gta5/cityscapes folders that are not a toy benchmark; "
-                                  "choose an empty output directory")
-        for p in parts:
-            shutil.rmtree(p, ignore_errors=True)
+    is_toy = readme.is_file() and readme.read_text().startswith(README_TITLE)
+    if any((out / p).exists() for p in DATASET_FOLDERS) and not is_toy:
+        raise FileExistsError(f"{out}: holds synthia/gta5/cityscapes folders that are not a toy benchmark; "
+                              "choose an empty output directory")
+
+
+def _make_folders(out: Path) -> None:
     for d in ("RGB", "GT/LABELS", "GT/COLOR"):
         (out / "synthia" / d).mkdir(parents=True, exist_ok=True)
     for d in ("images", "labels"):
@@ -832,16 +840,40 @@ def _prepare(out: Path) -> None:
             (out / "cityscapes" / "gtFine" / split / city).mkdir(parents=True, exist_ok=True)
 
 
-def _write_lists(out: Path, counts: dict[str, int], val_start: int = 0, gta5_indices: list[int] | None = None) -> None:
+def _remove(folder: Path) -> None:
+    """Delete a toy folder (or one dataset of it) labels first: no moment of the deletion leaves images with all
+    their labels but not all of the split's images, a dataset `data check` would accept."""
+    datasets = [folder, *(p for p in folder.iterdir() if p.is_dir())] if folder.is_dir() else []
+    for dataset in datasets:
+        for labels in LABEL_FOLDERS:
+            shutil.rmtree(dataset / labels, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _install(staged: Path, out: Path) -> None:
+    """Move the complete toy from `staged` into `out`, replacing an earlier one: the README first (so `out` stays
+    recognisably a toy), then each dataset folder by one rename; the replaced folders are deleted last."""
+    os.replace(staged / "README.md", out / "README.md")
+    for name in DATASET_FOLDERS:
+        if (out / name).exists():
+            os.replace(out / name, staged / f"replaced-{name}")
+        os.replace(staged / name, out / name)
+    _remove(staged)
+
+
+def _write_lists(out: Path, counts: dict[str, int], val_start: int = 0, gta5_indices: list[int] | None = None,
+                 last_line: str = "") -> None:
+    """The split lists (image paths, relative), each followed by `last_line`."""
     gta5_indices = list(range(counts["gta5"])) if gta5_indices is None else gta5_indices
-    (out / "synthia" / "train.txt").write_text("".join(f"RGB/{i:07d}.png\n" for i in range(counts["synthia"])))
-    (out / "gta5" / "train.txt").write_text("".join(f"images/{i + 1:05d}.png\n" for i in gta5_indices))
+    (out / "synthia" / "train.txt").write_text(
+        "".join(f"RGB/{i:07d}.png\n" for i in range(counts["synthia"])) + last_line)
+    (out / "gta5" / "train.txt").write_text("".join(f"images/{i + 1:05d}.png\n" for i in gta5_indices) + last_line)
     for split, first in (("train", 0), ("val", val_start)):
         lines = []
         for i in range(first, first + counts[f"cityscapes_{split}"]):
             city, stem = cityscapes_stem(split, i)
             lines.append(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png\n")
-        (out / "cityscapes" / f"{split}.txt").write_text("".join(sorted(lines)))
+        (out / "cityscapes" / f"{split}.txt").write_text("".join(sorted(lines)) + last_line)
 
 
 def _size_text(native: bool, height: int, width: int) -> str:
@@ -912,6 +944,9 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
     `native_size` writes every dataset at the real datasets' sizes (`native_image_size`) instead of
     `height` x `width`, and its last GTA5 image is the first from there on whose scene shows a truck and a train (the
     Mixed source needs one); pair it with few images (`NATIVE_COUNTS`).
+    The toy is written into `out/.make-toy-partial`, its split lists first with an entry that never exists (so that
+    `data check` rejects an unfinished folder), and moved into `out` when complete: an interrupted run leaves `out`
+    as it was. An earlier toy in `out` is replaced; other synthia/gta5/cityscapes folders there are refused.
     """
     if min(n_target, n_val) < 1 or min(n_source, val_start) < 0 or min(height, width) < 32:
         raise ValueError("make_toy needs n_target >= 1, n_val >= 1, n_source >= 0, val_start >= 0 and images of at "
@@ -919,12 +954,16 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
     start = time.perf_counter()
     out = Path(out)
     counts = {"synthia": n_source, "gta5": n_source, "cityscapes_train": n_target, "cityscapes_val": n_val}
-    _prepare(out)
+    _refuse_foreign(out)
+    staged = out / STAGING
+    _remove(staged)
+    _make_folders(staged)
     first = {"cityscapes_val": val_start}
     indices = {d: list(range(first.get(d, 0), first.get(d, 0) + n)) for d, n in counts.items()}
     if native_size and n_source:
         indices["gta5"][-1] = truck_and_train_index(seed, n_source - 1)
-    tasks = [(out, seed, *_image_size(d, i, native_size, height, width), d, i, object_texture)
+    _write_lists(staged, counts, val_start, indices["gta5"], UNFINISHED_ENTRY)
+    tasks = [(staged, seed, *_image_size(d, i, native_size, height, width), d, i, object_texture)
              for d, ids in indices.items() for i in ids]
     bar = tqdm(total=len(tasks), desc="toy benchmark", unit="img", disable=not progress)
     with contextlib.ExitStack() as stack:
@@ -944,11 +983,12 @@ def make_toy(out: Path, seed: int = 0, n_source: int = 1000, n_target: int = 100
         presence[d] = np.mean(found[k:k + n], axis=0) if n else np.zeros(NUM_CLASSES + 1)
         k += n
     with contextlib.redirect_stdout(io.StringIO()):
-        convert2panoptic(cityscapesPath=str(out / "cityscapes" / "gtFine"),
-                         outputFolder=str(out / "cityscapes" / "gtFine"), useTrainId=False,
+        convert2panoptic(cityscapesPath=str(staged / "cityscapes" / "gtFine"),
+                         outputFolder=str(staged / "cityscapes" / "gtFine"), useTrainId=False,
                          setNames=["train", "val"])
-    _write_lists(out, counts, val_start, indices["gta5"])
-    _write_readme(out, seed, _size_text(native_size, height, width), counts, presence, val_start, object_texture)
+    _write_readme(staged, seed, _size_text(native_size, height, width), counts, presence, val_start, object_texture)
+    _write_lists(staged, counts, val_start, indices["gta5"])
+    _install(staged, out)
     seconds = time.perf_counter() - start
     print(f"toy benchmark: {sum(counts.values())} images in {out} ({seconds:.1f} s)")
     return {**counts, "seconds": seconds}

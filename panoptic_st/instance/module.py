@@ -11,11 +11,13 @@ from __future__ import annotations
 import lightning as L
 import torch
 from torch import Tensor
+from torchmetrics.aggregation import SumMetric
 
 from panoptic_st.checkpoints import semantic_network_from_checkpoint
 from panoptic_st.config import InstanceConfig
 from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, THING_CATEGORIES, THING_TRAIN_IDS
 from panoptic_st.evaluation.instance import InstanceAP
+from panoptic_st.guards import finite_outputs, validation_scores
 from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
     METHODS,
@@ -132,6 +134,8 @@ class InstanceModule(L.LightningModule):
         self.semantic_net = (semantic_network_from_checkpoint(cfg.semantic_checkpoint)
                              if cfg.semantic_checkpoint else None)
         self.val_ap = InstanceAP(thing_ids=self.classes, min_region_size=None)
+        self.val_nonfinite = SumMetric()
+        self.step_losses: dict[str, Tensor] = {}
         self.media_sample: dict[str, Tensor] = {}
 
     def forward(self, images: Tensor) -> Tensor:
@@ -205,24 +209,30 @@ class InstanceModule(L.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         parts: list[tuple[int, Tensor]] = []
+        self.step_losses = {}
         source = batch.get("source") if "target" in batch else batch.get("source", batch)
         if source is not None:
             labels = source_instance_labels(source["semantic"], source["instance"], self.classes)
             terms = self.loss_terms(source["image"], labels, consistency=self.cfg.mode == "self_train")
-            self.log_dict({f"train/source_{k}": v for k, v in terms.items()})
+            self.log_losses({f"train/source_{k}": v for k, v in terms.items()})
             parts.append((source["image"].shape[0], terms["loss"]))
         if self.cfg.mode == "self_train" and "target" in batch:
             target = batch["target"]
             pseudo = (self.pseudo_labels(target["image"]) if self.cfg.pseudo_labels == "teacher"
                       else self.oracle_labels(target))
             terms = self.loss_terms(target["image"], pseudo, consistency=True)
-            self.log_dict({f"train/target_{k}": v for k, v in terms.items()})
+            self.log_losses({f"train/target_{k}": v for k, v in terms.items()})
             self.log_pseudo_label_statistics(pseudo, target)
             parts.append((target["image"].shape[0], terms["loss"]))
         total = sum(n for n, _ in parts)
         loss = sum(n * part for n, part in parts) / total
         self.log("train/loss", loss, prog_bar=True)
         return loss
+
+    def log_losses(self, terms: dict[str, Tensor]) -> None:
+        """Log loss terms and keep them in `step_losses` for the divergence guard."""
+        self.step_losses.update(terms)
+        self.log_dict(terms)
 
     def log_pseudo_label_statistics(self, pseudo: Tensor, target: dict) -> None:
         """Pseudo-label counts, true/false positives and the false ones that merge objects or cover a fragment of one,
@@ -249,17 +259,23 @@ class InstanceModule(L.LightningModule):
         return predict_images(batch["image"], self.semantic_net, [self.net], [self.clustering], semantic)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        preds = self.predict(batch)
+        with finite_outputs(self.net) as counts:
+            preds = self.predict(batch)
+        self.val_nonfinite.update(sum(counts))
         self.val_ap.update([ap_input(p) for p in preds],
                            [{"semantic": s, "instance": i} for s, i in zip(batch["semantic"], batch["instance"])])
 
     def on_validation_epoch_end(self) -> None:
+        """AP and AP50, overall and per class; NaN if embeddings were not finite (`val/nonfinite` counts them; they
+        were clustered as zeros)."""
         result = self.val_ap.compute()
-        self.log_dict({"val/ap": result["ap"], "val/ap50": result["ap50"]})
-        for train_id, scores in result["per_class"].items():
+        scores = {"val/ap": result["ap"], "val/ap50": result["ap50"]}
+        for train_id, per_class in result["per_class"].items():
             name = CLASS_NAMES[int(train_id)]
-            self.log_dict({f"val/ap/{name}": float(scores["ap"]), f"val/ap50/{name}": float(scores["ap50"])})
+            scores.update({f"val/ap/{name}": float(per_class["ap"]), f"val/ap50/{name}": float(per_class["ap50"])})
+        self.log_dict(validation_scores(scores, self.val_nonfinite.compute()))
         self.val_ap.reset()
+        self.val_nonfinite.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         return self.predict(batch)

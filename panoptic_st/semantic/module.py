@@ -10,10 +10,12 @@ from __future__ import annotations
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torchmetrics.aggregation import SumMetric
 
 from panoptic_st.config import SemanticConfig
 from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, NUM_CLASSES
 from panoptic_st.evaluation.semantic import SemanticIoU
+from panoptic_st.guards import count_nonfinite, validation_scores
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.deeplab import build_deeplab, param_groups
 from panoptic_st.models.teacher import MomentumTeacher
@@ -87,6 +89,8 @@ class SemanticModule(L.LightningModule):
         self.register_buffer("source_mean", torch.tensor(IMAGENET_MEAN))
         self.register_buffer("source_std", torch.tensor(IMAGENET_STD))
         self.val_iou = SemanticIoU(num_classes)
+        self.val_nonfinite = SumMetric()
+        self.step_losses: dict[str, torch.Tensor] = {}
         self.media_sample: dict[str, torch.Tensor] = {}
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -104,6 +108,7 @@ class SemanticModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         source = batch.get("source", batch)
         loss = source_cross_entropy(self.source_logits(source["image"]), source["semantic"])
+        self.step_losses = {"train/loss_source": loss}
         self.log("train/loss_source", loss, prog_bar=True)
         if self.cfg.mode == "baseline" and self.cfg.bn_adapt and "target" in batch:
             with torch.no_grad():
@@ -112,6 +117,7 @@ class SemanticModule(L.LightningModule):
             guide = batch["target"]["instance"] if self.cfg.guided_refinement == "gt" else None
             target_loss = self.self_training_loss(batch["target"]["image"], guide)
             weight = target_weight(self.cfg, self.global_step)
+            self.step_losses["train/loss_target"] = target_loss
             self.log("train/loss_target", target_loss, prog_bar=True)
             self.log("train/target_weight", weight)
             loss = loss + weight * target_loss
@@ -163,14 +169,19 @@ class SemanticModule(L.LightningModule):
             self.log("train/teacher_student_distance", parameter_distance(self.teacher.net, self.net))
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self.val_iou.update(self(batch["image"]).argmax(dim=1), batch["semantic"])
+        logits = self(batch["image"])
+        self.val_nonfinite.update(count_nonfinite(logits))
+        self.val_iou.update(logits.argmax(dim=1), batch["semantic"])
 
     def on_validation_epoch_end(self) -> None:
+        """mIoU over the classes with pixels; a class without any has NaN IoU; NaN everything if logits were not
+        finite (`val/nonfinite` counts them)."""
         result = self.val_iou.compute()
-        self.log_dict({f"val/miou{n}": result[f"miou_{n}"].nan_to_num(0.0) for n in (19, 16, 13)})
-        for c, name in enumerate(CLASS_NAMES):
-            self.log(f"val/iou/{name}", result["iou"][c].nan_to_num(0.0))
+        scores = {f"val/miou{n}": result[f"miou_{n}"] for n in (19, 16, 13)}
+        scores.update({f"val/iou/{name}": result["iou"][c] for c, name in enumerate(CLASS_NAMES)})
+        self.log_dict(validation_scores(scores, self.val_nonfinite.compute()))
         self.val_iou.reset()
+        self.val_nonfinite.reset()
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         """The semantic keys of the prediction contract, one dict per image."""
