@@ -3,6 +3,7 @@ TensorBoard or PNG/CSV files under `<run dir>/media/`, every `logger.image_inter
 
 import csv
 import json
+import math
 from pathlib import Path
 from unittest.mock import Mock
 
@@ -75,6 +76,14 @@ def wandb_media(run_dir: Path) -> Path:
     return run / "files" / "media"
 
 
+def assert_ious(values) -> None:
+    """Per-class IoUs: each in [0, 1], or NaN for a class with no pixels in prediction and ground truth; some
+    finite."""
+    values = [float(v) for v in values]
+    assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in values)
+    assert any(not math.isnan(v) for v in values)
+
+
 def test_wandb_offline_semantic_run_stores_overlays_panels_and_the_class_table(wandb_runs):
     out = wandb_runs
     media = wandb_media(out / "semantic")
@@ -85,7 +94,7 @@ def test_wandb_offline_semantic_run_stores_overlays_panels_and_the_class_table(w
     content = json.loads(table.read_text())
     assert content["columns"] == ["class", "iou"]
     assert [row[0] for row in content["data"]] == list(CLASS_NAMES)
-    assert all(0.0 <= row[1] <= 1.0 for row in content["data"])
+    assert_ious(row[1] for row in content["data"])
 
 
 def test_wandb_offline_instance_run_stores_embedding_panels(wandb_runs):
@@ -114,7 +123,7 @@ def test_csv_logger_writes_semantic_pngs_and_the_class_table_under_media(csv_sem
         rows = list(csv.reader(f))
     assert rows[0] == ["class", "iou"]
     assert [r[0] for r in rows[1:]] == list(CLASS_NAMES)
-    assert all(0.0 <= float(r[1]) <= 1.0 for r in rows[1:])
+    assert_ious(float(r[1]) for r in rows[1:])
 
 
 def test_csv_logger_writes_instance_embedding_panels(csv_semantic_run, toy_root, tmp_path):
