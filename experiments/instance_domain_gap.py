@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from instance_toy_table import MODELS, image_records
-
 from panoptic_st.data.cityscapes import CityscapesDataset
-from panoptic_st.data.labels import THING_TRAIN_IDS
 from panoptic_st.data.synthia import SynthiaDataset
 from panoptic_st.data.toy import make_toy
-from panoptic_st.evaluation.instance import paired_bootstrap
+from panoptic_st.experiments.toy import MODELS, final_checkpoint, gain_cells, paired_gain
 from panoptic_st.panoptic.predictor import PanopticPredictor
 
 UNSEEN_SOURCE = {"seed": 1, "n_source": 200, "n_target": 1, "n_val": 1}
@@ -26,15 +23,9 @@ UNSEEN_SOURCE = {"seed": 1, "n_source": 200, "n_target": 1, "n_val": 1}
 
 def gap_rows(run_dir: Path, datasets: dict, seed: int) -> list[str]:
     """One Markdown row per dataset: baseline and self-trained AP50 in ground-truth masks, gain and interval."""
-    predictors = [PanopticPredictor.from_checkpoints(None, [run_dir / model / "final.ckpt"], masks="gt")
+    predictors = [PanopticPredictor.from_checkpoints(None, [final_checkpoint(run_dir, model)], masks="gt")
                   for model in MODELS]
-    rows = []
-    for name, dataset in datasets.items():
-        records = [image_records(predictor, dataset) for predictor in predictors]
-        r = paired_bootstrap(*records, num_classes=len(THING_TRAIN_IDS))
-        rows.append(f"| {seed} | {name} | {100 * r['ap_a']:.2f} | {100 * r['ap_b']:.2f} | "
-                    f"{100 * r['difference']:+.2f} | {100 * r['low']:+.2f} .. {100 * r['high']:+.2f} |")
-    return rows
+    return [f"| {seed} | {name} | {gain_cells(paired_gain(predictors, dataset))} |" for name, dataset in datasets.items()]
 
 
 def main() -> None:

@@ -13,26 +13,18 @@ import argparse
 import json
 from pathlib import Path
 
-from instance_toy_table import MASKS, MODELS
-
 from panoptic_st.config import load_config
-from panoptic_st.pipeline import DemoSchedule
+from panoptic_st.experiments.toy import MASKS, MODELS, final_checkpoint, retrain_instance_self_training
 from panoptic_st.prediction import evaluate
-from panoptic_st.training import train_or_reuse
 
 
 def oracle_ap50(run_dir: Path, data: Path, seed: int, fraction: float) -> float:
     """Target-val AP50 of the demo's instance self-training on ground-truth target instances kept with `fraction`,
     clustered inside the self-trained semantic masks (written to `eval_pred_masks/eval.json` in its run folder)."""
-    semantic = run_dir / "semantic_self_train" / "final.ckpt"
+    semantic = final_checkpoint(run_dir, "semantic_self_train")
     out = run_dir / f"instance_oracle_{fraction:g}"
-    cfg = load_config("toy/instance_selftrain", [
-        f"seed={seed}", f"data.root={data}", f"output_dir={out}", "trainer.limit_val_batches=0",
-        f"trainer.max_steps={DemoSchedule().instance_self_train}",
-        f"instance.init_checkpoint={run_dir / 'instance_baseline' / 'final.ckpt'}",
-        f"instance.semantic_checkpoint={semantic}", "instance.pseudo_labels=ground_truth",
-        f"instance.oracle_fraction={fraction}"])
-    checkpoint = train_or_reuse(cfg)["checkpoint"]
+    checkpoint = retrain_instance_self_training(run_dir, out, data, seed, [
+        "instance.pseudo_labels=ground_truth", f"instance.oracle_fraction={fraction}"])["checkpoint"]
     scoring = load_config("toy/instance_baseline", [f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false"])
     result = evaluate(scoring, checkpoint, masks=f"semantic:{semantic}", out=out / "eval_pred_masks" / "eval.json")
     return result["metrics"]["val/ap50"]

@@ -15,22 +15,15 @@ import argparse
 import json
 from pathlib import Path
 
-from instance_toy_table import HELDOUT, saved_or_computed, significance_seed
-
-from panoptic_st.config import load_config
 from panoptic_st.data.toy import make_toy
-from panoptic_st.pipeline import DemoSchedule
-from panoptic_st.training import train_or_reuse
-
-
-def train_variant(run_dir: Path, out: Path, data: Path, seed: int, overrides: list[str]) -> Path:
-    """Final checkpoint of instance self-training from the seed's baseline stages, with `overrides`."""
-    cfg = load_config("toy/instance_selftrain", [
-        f"seed={seed}", f"data.root={data}", f"output_dir={out}", "trainer.limit_val_batches=0",
-        f"trainer.max_steps={DemoSchedule().instance_self_train}",
-        f"instance.init_checkpoint={run_dir / 'instance_baseline' / 'final.ckpt'}",
-        f"instance.semantic_checkpoint={run_dir / 'semantic_self_train' / 'final.ckpt'}", *overrides])
-    return Path(train_or_reuse(cfg)["checkpoint"])
+from panoptic_st.experiments.toy import (
+    HELDOUT,
+    final_checkpoint,
+    gain_cells,
+    retrain_instance_self_training,
+    saved_or_computed,
+    significance_seed,
+)
 
 
 def main() -> None:
@@ -50,14 +43,13 @@ def main() -> None:
     for seed in args.seeds:
         run_dir = args.runs / f"seed{seed}"
         out = args.runs / "variants" / args.name / f"seed{seed}"
-        checkpoint = train_variant(run_dir, out, args.data, seed, args.overrides)
-        compared = (run_dir / "instance_baseline" / "final.ckpt", checkpoint)
+        checkpoint = Path(retrain_instance_self_training(run_dir, out, args.data, seed, args.overrides)["checkpoint"])
+        compared = (final_checkpoint(run_dir, "instance_baseline"), checkpoint)
         result = saved_or_computed(out / "scores.json", False,
                                    lambda run_dir=run_dir, compared=compared:
                                    significance_seed(run_dir, splits, compared))
         for split, r in result.items():
-            print(f"| {args.name} | {seed} | {split} | {100 * r['ap_a']:.2f} | {100 * r['ap_b']:.2f} | "
-                  f"{100 * r['difference']:+.2f} | {100 * r['low']:+.2f} .. {100 * r['high']:+.2f} |", flush=True)
+            print(f"| {args.name} | {seed} | {split} | {gain_cells(r)} |", flush=True)
     (args.runs / "variants" / args.name / "overrides.json").write_text(json.dumps(args.overrides))
 
 

@@ -19,21 +19,21 @@ import argparse
 import json
 from pathlib import Path
 
-from torch.utils.data import DataLoader, Dataset
-
 from panoptic_st.config import load_config
-from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import CLASS_NAMES, THING_TRAIN_IDS
 from panoptic_st.data.toy import make_toy
-from panoptic_st.evaluation.instance import InstanceAP, InstanceRecords, paired_bootstrap
-from panoptic_st.panoptic.predictor import PanopticPredictor, ap_input
-from panoptic_st.pipeline import DemoSchedule, ensure_toy_data, run_stages
+from panoptic_st.experiments.toy import (
+    HELDOUT,
+    MASKS,
+    MODELS,
+    gain_cells,
+    saved_or_computed,
+    significance_seed,
+)
+from panoptic_st.pipeline import ensure_toy_data, run_stages
 from panoptic_st.prediction import evaluate
 
-MODELS = ("instance_baseline", "instance_self_train")
-MASKS = ("self-trained semantic", "ground truth")
 THINGS = [CLASS_NAMES[t] for t in THING_TRAIN_IDS]
-HELDOUT = {"n_source": 0, "n_target": 1, "n_val": 800, "val_start": 200}
 EVAL_FOLDERS = {MASKS[0]: "eval_pred_masks", MASKS[1]: "eval_gt_masks"}
 
 
@@ -46,44 +46,19 @@ def metric_value(metrics: dict[str, float | None], key: str) -> float:
 def score_seed(run_dir: Path, data: Path, seed: int) -> dict:
     """{model: {masks: {ap, ap50, per_class: {class: ap50}, per_class_ap: {class: ap}}}} for one seed's stages;
     each evaluation is written to `<model>/eval_pred_masks/eval.json` or `<model>/eval_gt_masks/eval.json`."""
-    stages = run_stages(run_dir, data, seed, DemoSchedule())
-    semantic = stages["semantic_self_train"][1]["checkpoint"]
+    stages = run_stages(run_dir, data, seed)
+    semantic = stages["semantic_self_train"]["checkpoint"]
     cfg = load_config("toy/instance_baseline", [f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false"])
     scores: dict = {}
     for model in MODELS:
         for masks, spec in zip(MASKS, (f"semantic:{semantic}", "gt")):
             out = run_dir / model / EVAL_FOLDERS[masks] / "eval.json"
-            metrics = evaluate(cfg, stages[model][1]["checkpoint"], masks=spec, out=out)["metrics"]
+            metrics = evaluate(cfg, stages[model]["checkpoint"], masks=spec, out=out)["metrics"]
             scores.setdefault(model, {})[masks] = {
                 "ap": metric_value(metrics, "val/ap"), "ap50": metric_value(metrics, "val/ap50"),
                 "per_class": {c: metric_value(metrics, f"val/ap50/{c}") for c in THINGS},
                 "per_class_ap": {c: metric_value(metrics, f"val/ap/{c}") for c in THINGS}}
     return scores
-
-
-def image_records(predictor: PanopticPredictor, dataset: Dataset, batch_size: int = 10) -> list[InstanceRecords]:
-    """AP match records of each image, the predictor's instances clustered inside its semantic network's masks
-    (or inside the ground-truth semantic masks for a predictor with `masks="gt"`)."""
-    metric, records = InstanceAP(thing_ids=predictor.clustering[0].classes, min_region_size=None), []
-    for batch in DataLoader(dataset, batch_size=batch_size):
-        preds = predictor.predict(batch["image"], batch["semantic"] if predictor.masks == "gt" else None)
-        for pred, semantic, instance in zip(preds, batch["semantic"], batch["instance"]):
-            records.append(metric.records(ap_input(pred), {"semantic": semantic, "instance": instance}))
-    return records
-
-
-def significance_seed(run_dir: Path, splits: dict[str, Path], checkpoints: tuple[Path, Path] | None = None) -> dict:
-    """{split: paired_bootstrap of the AP50 gain of the second checkpoint over the first (default: the seed's
-    instance baseline and self-trained model), both in the self-trained semantic masks} for one seed's run."""
-    semantic = run_dir / "semantic_self_train" / "final.ckpt"
-    predictors = [PanopticPredictor.from_checkpoints(semantic, [checkpoint])
-                  for checkpoint in checkpoints or [run_dir / model / "final.ckpt" for model in MODELS]]
-    result = {}
-    for split, root in splits.items():
-        dataset = CityscapesDataset(root / "cityscapes", "val")
-        records = [image_records(predictor, dataset) for predictor in predictors]
-        result[split] = {"images": len(dataset), **paired_bootstrap(*records, num_classes=len(THING_TRAIN_IDS))}
-    return result
 
 
 def significance_table(results: dict[int, dict]) -> str:
@@ -92,19 +67,8 @@ def significance_table(results: dict[int, dict]) -> str:
              "|---:|---|---:|---:|---:|---:|---|---:|"]
     for seed, splits in sorted(results.items()):
         for split, r in splits.items():
-            lines.append(f"| {seed} | {split} | {r['images']} | {100 * r['ap_a']:.2f} | {100 * r['ap_b']:.2f} | "
-                         f"{100 * r['difference']:+.2f} | {100 * r['low']:+.2f} .. {100 * r['high']:+.2f} | "
-                         f"{r['p_better']:.3f} |")
+            lines.append(f"| {seed} | {split} | {r['images']} | {gain_cells(r)} | {r['p_better']:.3f} |")
     return "\n".join(lines)
-
-
-def saved_or_computed(path: Path, rescore: bool, compute) -> dict:
-    """The JSON saved at `path`, unless absent or `rescore`; then `compute()`, saved there."""
-    if path.is_file() and not rescore:
-        return json.loads(path.read_text())
-    result = compute()
-    path.write_text(json.dumps(result, indent=2))
-    return result
 
 
 def tables(scores: dict[int, dict]) -> str:

@@ -15,22 +15,28 @@ from pathlib import Path
 from panoptic_st.config import load_config
 from panoptic_st.pipeline import ensure_toy_data
 from panoptic_st.prediction import evaluate
-from panoptic_st.training import train_or_reuse
+from panoptic_st.stages import Stage, run_chain
 
 ROWS = ("baseline", "adabn", "self_train", "oracle")
+SELF_TRAINING_STEPS = 400
+"""The table's self-training runs longer than the demo's (`toy/semantic_selftrain`); the oracle config trains as many
+steps as the table's baseline and self-training together."""
+
+
+def seed_stages(out: Path) -> list[Stage]:
+    """The baseline, self-training from it and the oracle, each in its folder under `out`."""
+    return [Stage("toy/semantic_baseline", output_dir=out / "baseline", name="baseline"),
+            Stage("toy/semantic_selftrain", "baseline", overrides=(f"trainer.max_steps={SELF_TRAINING_STEPS}",),
+                  output_dir=out / "self_train", name="self_train"),
+            Stage("toy/semantic_oracle", output_dir=out / "oracle", name="oracle")]
 
 
 def run_seed(seed: int, data: Path, out: Path, extra: list[str]) -> dict[str, dict[str, float]]:
     """All four rows for one training seed; returns {row: {miou16, miou19}}."""
     common = [f"seed={seed}", f"data.root={data}", "trainer.progress_bar=false", *extra]
-    base_dir, self_dir, oracle_dir = out / "baseline", out / "self_train", out / "oracle"
-    base_cfg = load_config("toy/semantic_baseline", [*common, f"output_dir={base_dir}"])
-    baseline = train_or_reuse(base_cfg)
-    adabn = evaluate(base_cfg, baseline["checkpoint"], adabn_first=True)
-    self_train = train_or_reuse(load_config("toy/semantic_selftrain", [
-        *common, f"output_dir={self_dir}", f"semantic.init_checkpoint={baseline['checkpoint']}"]))
-    oracle = train_or_reuse(load_config("toy/semantic_oracle", [*common, f"output_dir={oracle_dir}"]))
-    results = {"baseline": baseline, "adabn": adabn, "self_train": self_train, "oracle": oracle}
+    results = run_chain(seed_stages(out), common=common)
+    base_cfg = load_config("toy/semantic_baseline", [*common, f"output_dir={out / 'baseline'}"])
+    results["adabn"] = evaluate(base_cfg, results["baseline"]["checkpoint"], adabn_first=True)
     return {row: {k: 100.0 * results[row]["metrics"][f"val/{k}"] for k in ("miou16", "miou19")} for row in ROWS}
 
 

@@ -3,38 +3,58 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from panoptic_st.config import ExperimentConfig, load_config
 from panoptic_st.data.check import CheckReport, check_dataset
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import CLASS_NAMES, NUM_CLASSES
 from panoptic_st.panoptic.predictor import PanopticPredictor
 from panoptic_st.prediction import score
-from panoptic_st.training import train_or_reuse
+from panoptic_st.stages import Stage, run_chain, train_stage
 from panoptic_st.viz import save_panoptic_panel, save_per_class_bars
 
 TOY_FORMATS = (("synthia", "synthia"), ("gta5", "gta5"), ("cityscapes", "cityscapes"))
 QUICK_TOY = {"n_source": 60, "n_target": 60, "n_val": 20}
 
 
-@dataclass(frozen=True)
-class DemoSchedule:
-    """Training steps of each stage of the demo."""
+DEMO_STAGES = (
+    Stage("toy/semantic_baseline", name="semantic_baseline"),
+    Stage("toy/semantic_selftrain", "semantic_baseline", name="semantic_self_train"),
+    Stage("toy/instance_baseline", overrides=("trainer.limit_val_batches=0",), name="instance_baseline"),
+    Stage("toy/instance_selftrain", "instance_baseline", "semantic_self_train",
+          overrides=("trainer.limit_val_batches=0",), name="instance_self_train"),
+)
+"""The demo's stages in run order; each trains the steps of its config (`trainer.max_steps`)."""
+QUICK_STEPS = {"semantic_baseline": 20, "semantic_self_train": 10, "instance_baseline": 20, "instance_self_train": 5}
+"""Training steps of each stage in a quick demo (`--quick`), instead of its config's."""
 
-    semantic_baseline: int = 300
-    semantic_self_train: int = 300
-    instance_baseline: int = 250
-    instance_self_train: int = 100
 
+class StageClock:
+    """Wall seconds of each named part of a run, printed as each part ends."""
 
-QUICK_SCHEDULE = DemoSchedule(20, 10, 20, 5)
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def timing(self, name: str) -> Iterator[None]:
+        """Time the body under `name`."""
+        start = time.perf_counter()
+        yield
+        self.seconds[name] = round(time.perf_counter() - start, 1)
+        print(f"[time] {name}: {self.seconds[name]:.1f} s", flush=True)
+
+    def table(self) -> str:
+        """Markdown table of the seconds of every part, in run order."""
+        rows = [f"| {name} | {seconds:.1f} |" for name, seconds in self.seconds.items()]
+        return "\n".join(["| stage | seconds |", "|---|---:|", *rows])
 
 
 def ensure_toy_data(root: Path, seed: int, quick: bool) -> None:
@@ -70,32 +90,26 @@ def class_statistics_table(reports: dict[str, CheckReport]) -> str:
     return "\n".join(lines)
 
 
-def _stage(experiment: str, out: Path, common: list[str], extra: list[str]) -> tuple[ExperimentConfig, dict]:
-    cfg = load_config(experiment, [*common, f"output_dir={out}", *extra])
-    print(f"\n== {experiment} -> {out} ({cfg.trainer.max_steps} steps)", flush=True)
-    return cfg, train_or_reuse(cfg)
+def demo_stages(out: Path, quick: bool) -> list[Stage]:
+    """The demo's stages writing to `out/<stage>`, with the quick step counts when `quick`."""
+    def steps(stage: Stage) -> tuple[str, ...]:
+        return (f"trainer.max_steps={QUICK_STEPS[stage.name]}",) if quick else ()
+
+    return [dataclasses.replace(stage, overrides=(*stage.overrides, *steps(stage)), output_dir=out / stage.name)
+            for stage in DEMO_STAGES]
 
 
-def run_stages(out: Path, data_root: Path, seed: int, schedule: DemoSchedule,
-               overrides: tuple[str, ...] = ()) -> dict[str, tuple]:
-    """Train the four stages in order (a stage that already finished with the same config is reused);
-    `overrides` apply to every stage. Returns {stage: (config, result)}."""
-    common = [f"seed={seed}", f"data.root={data_root}", *overrides]
-    no_val = ["trainer.limit_val_batches=0"]
-    stages = {}
-    stages["semantic_baseline"] = _stage("toy/semantic_baseline", out / "semantic_baseline", common,
-                                         [f"trainer.max_steps={schedule.semantic_baseline}"])
-    sem_base = stages["semantic_baseline"][1]["checkpoint"]
-    stages["semantic_self_train"] = _stage("toy/semantic_selftrain", out / "semantic_self_train", common, [
-        f"trainer.max_steps={schedule.semantic_self_train}", f"semantic.init_checkpoint={sem_base}"])
-    sem_self = stages["semantic_self_train"][1]["checkpoint"]
-    stages["instance_baseline"] = _stage("toy/instance_baseline", out / "instance_baseline", common,
-                                         [f"trainer.max_steps={schedule.instance_baseline}", *no_val])
-    inst_base = stages["instance_baseline"][1]["checkpoint"]
-    stages["instance_self_train"] = _stage("toy/instance_selftrain", out / "instance_self_train", common, [
-        f"trainer.max_steps={schedule.instance_self_train}", f"instance.init_checkpoint={inst_base}",
-        f"instance.semantic_checkpoint={sem_self}", *no_val])
-    return stages
+def run_stages(out: Path, data_root: Path, seed: int, quick: bool = False, overrides: Sequence[str] = (),
+               clock: StageClock | None = None) -> dict[str, dict]:
+    """Train the demo's four stages in order (a stage that already finished with the same config is reused);
+    `overrides` apply to every stage. Returns {stage: train result}; `clock` times each stage."""
+    clock = clock or StageClock()
+
+    def timed(stage: Stage, stage_overrides: list[str]) -> dict:
+        with clock.timing(f"train {stage.name}"):
+            return train_stage(stage, stage_overrides)
+
+    return run_chain(demo_stages(out, quick), timed, common=[f"seed={seed}", f"data.root={data_root}", *overrides])
 
 
 def evaluate_pair(semantic_ckpt: str | Path, instance_ckpt: str | Path, cityscapes_root: Path, label: str = "",
@@ -153,29 +167,40 @@ def save_figures(figures: Path, results: dict[str, dict]) -> None:
     save_per_class_bars(figures / "per_class_iou.png", iou, "IoU")
 
 
-def run_demo(out: Path, data_root: Path, seed: int = 0, quick: bool = False) -> dict:
-    """The whole method end to end on the toy benchmark; prints and saves the results in `out`."""
-    start = time.perf_counter()
+PAIRS = {"baseline": ("semantic_baseline", "instance_baseline"),
+         "self-trained": ("semantic_self_train", "instance_self_train")}
+
+
+def run_demo(out: Path, data_root: Path, seed: int = 0, quick: bool = False, overrides: Sequence[str] = ()) -> dict:
+    """The whole method end to end on the toy benchmark; prints and saves the results, with the seconds of each
+    stage, in `out`. `overrides` apply to every training stage."""
+    start, clock = time.perf_counter(), StageClock()
     out.mkdir(parents=True, exist_ok=True)
-    ensure_toy_data(data_root, seed, quick)
-    stats_table = class_statistics_table(check_toy_data(data_root))
+    with clock.timing("toy data"):
+        ensure_toy_data(data_root, seed, quick)
+    with clock.timing("data check"):
+        stats_table = class_statistics_table(check_toy_data(data_root))
     print("\nPer-domain class statistics (share of labelled pixels):\n" + stats_table)
-    stages = run_stages(out, data_root, seed, QUICK_SCHEDULE if quick else DemoSchedule())
-    pairs = {"baseline": ("semantic_baseline", "instance_baseline"),
-             "self-trained": ("semantic_self_train", "instance_self_train")}
-    results = {name: evaluate_pair(stages[s][1]["checkpoint"], stages[i][1]["checkpoint"], data_root / "cityscapes",
-                                   label=name) for name, (s, i) in pairs.items()}
+    stages = run_stages(out, data_root, seed, quick, overrides, clock)
+    results = {}
+    for name, (semantic, instance) in PAIRS.items():
+        with clock.timing(f"evaluate {name}"):
+            results[name] = evaluate_pair(stages[semantic]["checkpoint"], stages[instance]["checkpoint"],
+                                          data_root / "cityscapes", label=name)
     table = panoptic_table(results)
+    print(f"\nPanoptic segmentation on toy Cityscapes val (19 classes unless noted):\n{table}")
+    with clock.timing("figures"):
+        save_figures(out / "figures", results)
     seconds = time.perf_counter() - start
-    print(f"\nPanoptic segmentation on toy Cityscapes val (19 classes unless noted), {seconds / 60:.1f} min:\n{table}")
-    save_figures(out / "figures", results)
-    summary = {"seed": seed, "quick": quick, "seconds": round(seconds, 1), "data_root": str(data_root),
-               "stages": {k: v[1] for k, v in stages.items()}, "results": _json_ready(results)}
+    print(f"\nTime per stage ({seconds / 60:.1f} min in all):\n{clock.table()}")
+    summary = {"seed": seed, "quick": quick, "seconds": round(seconds, 1), "stage_seconds": clock.seconds,
+               "data_root": str(data_root), "stages": stages, "results": _json_ready(results)}
     (out / "results.json").write_text(json.dumps(summary, indent=2))
     (out / "report.md").write_text(
         f"# panoptic_st demo (seed {seed}{', quick' if quick else ''})\n\n"
         f"## Panoptic results on toy Cityscapes val\n\n{table}\n\n"
         "Figures: `figures/panoptic_*.png` (overlays), `figures/per_class_pq.png`, `figures/per_class_iou.png`.\n\n"
-        f"## Toy data class statistics\n\n{stats_table}\n\nTotal time: {seconds / 60:.1f} min.\n")
+        f"## Toy data class statistics\n\n{stats_table}\n\n"
+        f"## Time per stage\n\n{clock.table()}\n\nTotal time: {seconds / 60:.1f} min.\n")
     print(f"\nresults saved to {out / 'report.md'}, {out / 'results.json'} and {out / 'figures'}/")
     return summary

@@ -10,6 +10,14 @@ import torch
 torch.set_num_threads(2)
 
 TINY_TOY = {"n_source": 12, "n_target": 12, "n_val": 6, "height": 64, "width": 128, "workers": 1, "progress": False}
+TINY_TRAINING = ("data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
+                 "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1")
+
+
+def tiny_overrides(*extra: str) -> list[str]:
+    """Overrides that make a training stage take seconds on the session's tiny toy data (whole 64 x 128 images,
+    batches of 4, no worker processes, no progress bar), then `extra` (later overrides win)."""
+    return [*TINY_TRAINING, *extra]
 
 
 @pytest.fixture(scope="session")

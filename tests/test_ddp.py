@@ -8,15 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from panoptic_st.config import load_config
 from panoptic_st.prediction import evaluate
 from panoptic_st.training import train
 
 SCRIPT = Path(__file__).with_name("ddp_script.py")
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
-        "data.target_batch_size=1", "data.val_batch_size=3", "trainer.progress_bar=false",
-        "trainer.log_every_n_steps=1"]
+TINY = tiny_overrides("data.batch_size=2", "data.target_batch_size=1", "data.val_batch_size=3")
 DDP = ["trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp", "torch_threads=1"]
 
 

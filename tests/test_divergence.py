@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.cli import main
@@ -20,9 +21,7 @@ from panoptic_st.resume import AtomicCheckpointIO
 from panoptic_st.semantic.module import SemanticModule
 from panoptic_st.training import train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "data.target_batch_size=1", "data.val_batch_size=6", "trainer.progress_bar=false",
-        "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=2"]
+TINY = tiny_overrides("data.target_batch_size=1", "trainer.checkpoint_every_n_steps=2")
 # The batch of the first non-finite step on the weights saved just before it diverges again whatever the learning
 # rate: the runs below save every 2 steps, and the toy baseline at lr=1e6 diverges at step 4.
 DDP_RUN_WITH_A_NAN_LOSS_ON_RANK_1 = """

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 import panoptic_st.instance.module as instance_module
 import panoptic_st.instance.pseudo_labels as instance_pseudo_labels_module
@@ -14,17 +15,15 @@ from panoptic_st.config import load_config
 from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS, train_id
 from panoptic_st.instance.module import InstanceModule, resolve_classes
 from panoptic_st.instance.pseudo_labels import ClusteringSettings
-from panoptic_st.instance.workflows import (
+from panoptic_st.panoptic.predictor import PanopticPredictor, combine_instances
+from panoptic_st.training import train
+from panoptic_st.workflows import (
     run_workflow,
     source_mix_experiments,
     workflows,
 )
-from panoptic_st.panoptic.predictor import PanopticPredictor, combine_instances
-from panoptic_st.training import train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0",
-        "trainer.max_steps=2", "data.check_on_setup=false"]
+TINY = tiny_overrides("trainer.limit_val_batches=0", "trainer.max_steps=2", "data.check_on_setup=false")
 WORKFLOW = ["data.batch_size=2", "data.source_mix=0.5"]  # 1 source + 1 target image per step: enough here
 CAR, BUS, PERSON = train_id("car"), train_id("bus"), train_id("person")
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import tiny_overrides
 
 from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.cli import main
@@ -16,9 +17,7 @@ from panoptic_st.data.check import FORMATS, check_dataset
 from panoptic_st.data.toy import make_toy
 from panoptic_st.training import train, train_or_reuse
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1",
-        "trainer.checkpoint_every_n_steps=1", "trainer.max_steps=3"]
+TINY = tiny_overrides("trainer.checkpoint_every_n_steps=1", "trainer.max_steps=3")
 TOY = ["--workers", "1", "--n-source", "3", "--n-target", "3", "--n-val", "2", "--height", "64", "--width", "128"]
 KILLED_MAKE_TOY = """
 import os, signal, sys

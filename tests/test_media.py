@@ -9,6 +9,7 @@ from unittest.mock import Mock
 
 import numpy as np
 import pytest
+from conftest import tiny_overrides
 from PIL import Image
 
 from panoptic_st.config import load_config
@@ -17,8 +18,7 @@ from panoptic_st.media import MediaSink
 from panoptic_st.training import train
 from panoptic_st.viz import embedding_rgb, instance_colors
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1"]
+TINY = tiny_overrides()
 HEIGHT, WIDTH = 64, 128
 
 

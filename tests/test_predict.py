@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_overrides
 from eval_fixtures import official_instance, official_panoptic, official_semantic
 
 from panoptic_st.cli import main
@@ -24,8 +25,7 @@ from panoptic_st.panoptic.predictor import PanopticPredictor
 from panoptic_st.prediction import evaluate, score
 from panoptic_st.training import train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "data.val_batch_size=3", "trainer.progress_bar=false", "trainer.log_every_n_steps=1"]
+TINY = tiny_overrides("data.val_batch_size=3")
 CPU = {"accelerator": "cpu", "progress": False}
 
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from panoptic_st.cli import main
 from panoptic_st.config import load_config
 from panoptic_st.errors import RunStopped
 from panoptic_st.training import build_trainer, train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
-        "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1"]
+TINY = tiny_overrides("data.batch_size=2")
 
 
 def one_line_error(capsys) -> str:

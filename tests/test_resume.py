@@ -4,6 +4,7 @@ import itertools
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.config import ConfigError, load_config
@@ -13,10 +14,8 @@ from panoptic_st.resume import AtomicCheckpointIO
 from panoptic_st.semantic.module import SemanticModule
 from panoptic_st.training import train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
-        "data.target_batch_size=1", "data.val_batch_size=6", "trainer.progress_bar=false",
-        "trainer.log_every_n_steps=1", "trainer.checkpoint_every_n_steps=2", "semantic.prior_momentum=0.5",
-        "semantic.teacher_momentum=0.5"]
+TINY = tiny_overrides("data.batch_size=2", "data.target_batch_size=1", "trainer.checkpoint_every_n_steps=2",
+                      "semantic.prior_momentum=0.5", "semantic.teacher_momentum=0.5")
 
 
 class SimulatedCrash(RuntimeError):

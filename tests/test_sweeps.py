@@ -7,6 +7,7 @@ import pytest
 import torch
 import wandb
 import yaml
+from conftest import tiny_overrides
 
 from panoptic_st.cli import main
 from panoptic_st.config import CONFIG_DIR, ConfigError, load_config
@@ -25,9 +26,7 @@ from panoptic_st.training import train
 SWEEP_FILES = sorted((CONFIG_DIR / "sweeps").glob("*.yaml"))
 STUDIES = ("consistency_weight", "source_mix", "clustering", "margin_decay")
 BENCHMARKS = {"synthia": "synthia/instance_selftrain", "toy": "toy/instance_selftrain"}
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "data.val_batch_size=6", "data.check_on_setup=false", "trainer.progress_bar=false",
-        "trainer.log_every_n_steps=1", "trainer.max_steps=2", "torch_threads=1"]
+TINY = tiny_overrides("data.check_on_setup=false", "trainer.max_steps=2", "torch_threads=1")
 
 
 def write_sweep(path: Path, **changes) -> Path:

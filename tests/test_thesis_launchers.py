@@ -1,5 +1,6 @@
-"""The thesis-table launchers (`experiments/thesis/`): their `--dry-run` prints runnable `panoptic-st` commands that
-chain the stages through their checkpoints, on fake dataset roots.
+"""The thesis-table launchers (`experiments/thesis/`, their code in `panoptic_st/experiments/thesis/`): their
+`--dry-run` prints runnable `panoptic-st` commands that chain the stages through their checkpoints, on fake dataset
+roots.
 
 Every printed command's experiment and overrides go through `load_config`; commands of one experiment that set the
 same keys (they differ only in generated paths and source shares) are loaded once, to keep the test fast.
@@ -17,7 +18,6 @@ import pytest
 
 from panoptic_st.config import ExperimentConfig, load_config
 
-THESIS = Path(__file__).resolve().parent.parent / "experiments" / "thesis"
 ARCHS = ("deeplabv2", "deeplabv3", "deeplabv3plus")
 
 
@@ -43,15 +43,14 @@ def roots(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def launcher(name: str, monkeypatch: pytest.MonkeyPatch):
-    """A launcher script imported as a module (its directory on sys.path, as when run as a script)."""
-    monkeypatch.syspath_prepend(str(THESIS))
-    return importlib.import_module(name)
+def launcher(name: str):
+    """The module behind a launcher script of `experiments/thesis/`."""
+    return importlib.import_module(f"panoptic_st.experiments.thesis.{name}")
 
 
-def run_launcher(name: str, roots: dict[str, Path], monkeypatch, capsys, *extra: str) -> tuple[int, str, str]:
+def run_launcher(name: str, roots: dict[str, Path], capsys, *extra: str) -> tuple[int, str, str]:
     """Exit code, standard output and standard error of a launcher run on the fake roots."""
-    code = launcher(name, monkeypatch).main([*(f"--{k}={v}" for k, v in roots.items()), *extra])
+    code = launcher(name).main([*(f"--{k}={v}" for k, v in roots.items()), *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -122,8 +121,8 @@ def check_evaluations(printed: list[Printed]) -> None:
         assert (p.experiment, p.checkpoint) in trained and "output_dir" not in p.overrides
 
 
-def test_semantic_table_chains_baseline_selftraining_and_evaluation(roots, tmp_path, monkeypatch, capsys):
-    code, output, _ = run_launcher("semantic_table", roots, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run")
+def test_semantic_table_chains_baseline_selftraining_and_evaluation(roots, tmp_path, capsys):
+    code, output, _ = run_launcher("semantic_table", roots, capsys, f"--out={tmp_path}", "--dry-run")
     printed = parse(output)
     assert code == 0
     check_data_roots(printed, roots)
@@ -138,9 +137,9 @@ def test_semantic_table_chains_baseline_selftraining_and_evaluation(roots, tmp_p
     assert len({p.overrides["output_dir"] for p in train.values()}) == len(train)
 
 
-def test_instance_table_runs_every_workflow_at_every_source_share(roots, tmp_path, monkeypatch, capsys):
+def test_instance_table_runs_every_workflow_at_every_source_share(roots, tmp_path, capsys):
     semantic = tmp_path / "semantic.ckpt"
-    code, output, _ = run_launcher("instance_table", roots, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run",
+    code, output, _ = run_launcher("instance_table", roots, capsys, f"--out={tmp_path}", "--dry-run",
                                    "--benchmark=toy", f"--semantic-checkpoint={semantic}")
     printed = parse(output)
     assert code == 0
@@ -161,8 +160,8 @@ def test_instance_table_runs_every_workflow_at_every_source_share(roots, tmp_pat
             assert float(p.overrides["data.source_mix"]) == share / 100
 
 
-def test_panoptic_table_predicts_and_scores_baseline_and_selftrained_pairs(roots, tmp_path, monkeypatch, capsys):
-    code, output, _ = run_launcher("panoptic_table", roots, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run",
+def test_panoptic_table_predicts_and_scores_baseline_and_selftrained_pairs(roots, tmp_path, capsys):
+    code, output, _ = run_launcher("panoptic_table", roots, capsys, f"--out={tmp_path}", "--dry-run",
                                    "--benchmark=toy")
     printed = parse(output)
     assert code == 0
@@ -186,16 +185,15 @@ def test_panoptic_table_predicts_and_scores_baseline_and_selftrained_pairs(roots
             assert any(arg.startswith(flags["--out"]) for arg in command), command
 
 
-def test_panoptic_dry_run_needs_no_dataset_folders(tmp_path, monkeypatch, capsys):
+def test_panoptic_dry_run_needs_no_dataset_folders(tmp_path, capsys):
     missing = {name: tmp_path / "nowhere" / name for name in ("synthia", "gta5", "cityscapes")}
-    code, output, _ = run_launcher("panoptic_table", missing, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run",
+    code, output, _ = run_launcher("panoptic_table", missing, capsys, f"--out={tmp_path}", "--dry-run",
                                    "--archs=deeplabv2")
     assert code == 0 and "panoptic-st predict" in output
 
 
-def test_multi_gpu_flags_launcher_prefix_and_overrides_reach_every_training_command(roots, tmp_path, monkeypatch,
-                                                                                 capsys):
-    code, output, _ = run_launcher("semantic_table", roots, monkeypatch, capsys, f"--out={tmp_path}", "--dry-run",
+def test_multi_gpu_flags_launcher_prefix_and_overrides_reach_every_training_command(roots, tmp_path, capsys):
+    code, output, _ = run_launcher("semantic_table", roots, capsys, f"--out={tmp_path}", "--dry-run",
                                    "--sources=mixed", "--devices=4", "--nodes=2", "--launcher=srun --cpu-bind=none",
                                    "trainer.max_steps=7")
     printed = parse(output)
@@ -209,24 +207,24 @@ def test_multi_gpu_flags_launcher_prefix_and_overrides_reach_every_training_comm
             assert p.prefix == ()
 
 
-def test_a_misspelt_override_fails_before_anything_runs(roots, tmp_path, monkeypatch, capsys):
+def test_a_misspelt_override_fails_before_anything_runs(roots, tmp_path, capsys):
     out = tmp_path / "out"
-    code, output, error = run_launcher("semantic_table", roots, monkeypatch, capsys, f"--out={out}",
+    code, output, error = run_launcher("semantic_table", roots, capsys, f"--out={out}",
                                        "--sources=gta5", "--archs=deeplabv2", "data.num_workrs=2")
     assert code == 1 and output == "" and not out.exists()
     assert "data.num_workers" in error
 
 
-def test_a_benchmark_without_instance_workflow_configs_is_refused(roots, tmp_path, monkeypatch, capsys):
-    code, output, error = run_launcher("instance_table", roots, monkeypatch, capsys, f"--out={tmp_path}",
+def test_a_benchmark_without_instance_workflow_configs_is_refused(roots, tmp_path, capsys):
+    code, output, error = run_launcher("instance_table", roots, capsys, f"--out={tmp_path}",
                                        "--dry-run", "--benchmark=nowhere")
     assert code == 1 and output == ""
     assert "nowhere" in error and "toy" in error
 
 
-def test_the_semantic_plan_prints_on_a_login_node_without_any_dataset(tmp_path, monkeypatch, capsys):
+def test_the_semantic_plan_prints_on_a_login_node_without_any_dataset(tmp_path, capsys):
     missing = {name: tmp_path / "nowhere" / name for name in ("synthia", "gta5", "cityscapes")}
-    code, output, error = run_launcher("semantic_table", missing, monkeypatch, capsys, f"--out={tmp_path}/out",
+    code, output, error = run_launcher("semantic_table", missing, capsys, f"--out={tmp_path}/out",
                                        "--nodes=2", "--devices=4", "--launcher=srun", "--dry-run")
     printed = parse(output)
     assert (code, error) == (0, "") and len(printed) == 3 * 3 * 4
@@ -235,12 +233,12 @@ def test_the_semantic_plan_prints_on_a_login_node_without_any_dataset(tmp_path, 
 
 
 @pytest.mark.slow
-def test_the_rehearsal_runs_the_semantic_table_on_native_size_data(tmp_path, monkeypatch, capsys):
+def test_the_rehearsal_runs_the_semantic_table_on_native_size_data(tmp_path, capsys):
     from panoptic_st.data.toy import make_toy
 
     data = tmp_path / "native"
     make_toy(data, native_size=True, n_source=2, n_target=1, n_val=1, workers=1, progress=False)
-    rehearse = launcher("rehearse", monkeypatch)
+    rehearse = launcher("rehearse")
     out = tmp_path / "rehearsal"
     code = rehearse.main(["--data", str(data), "--out", str(out), "--scope", "quick", "--tables", "semantic",
                           "--encoder", "mobilenetv3_large_100", "data.batch_size=1", "data.target_batch_size=1",

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from panoptic_st.checkpoints import CheckpointError, load_checkpoint_state, semantic_network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.prediction import evaluate
 from panoptic_st.training import train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=4",
-        "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1"]
+TINY = tiny_overrides()
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,14 @@ from pathlib import Path
 
 import pytest
 import wandb
+from conftest import tiny_overrides
 
 from panoptic_st.cli import main
 from panoptic_st.config import load_config
 from panoptic_st.loggers import RUN_ID_FILE, wandb_offline, wandb_run_id, wandb_run_name
 from panoptic_st.training import train
 
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
-        "data.val_batch_size=6", "trainer.progress_bar=false", "trainer.log_every_n_steps=1", "torch_threads=1",
-        "trainer.checkpoint_every_n_steps=1"]
+TINY = tiny_overrides("data.batch_size=2", "torch_threads=1", "trainer.checkpoint_every_n_steps=1")
 
 
 @pytest.fixture

@@ -15,11 +15,13 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from panoptic_st.config import ConfigError, ExperimentConfig, load_config
+from panoptic_st.stages import Stage, run_chain
+from panoptic_st.training import finished_run
 
 ENTRY_POINT = "panoptic-st"
 CHECKPOINT = "final.ckpt"
@@ -97,10 +99,19 @@ class Launch:
     extra: tuple[str, ...]
     prefix: tuple[str, ...]
 
-    def train(self, experiment: str, run_dir: Path, *overrides: str) -> Command:
-        """Train `experiment` into `run_dir` (its final checkpoint: `run_dir/final.ckpt`)."""
-        return Command("train", experiment, (*self.data, f"output_dir={run_dir}", *overrides, *self.trainer,
-                                             *self.extra), prefix=self.prefix)
+    def chain(self, stages: Sequence[Stage], done: Mapping[str, Path] | None = None) -> list[Command]:
+        """`panoptic-st train` commands of `stages` (each with its `output_dir`), chained through their final
+        checkpoints by `run_chain`; `done` holds the checkpoints of stages trained elsewhere ({key: checkpoint})."""
+        commands: list[Command] = []
+
+        def train(stage: Stage, overrides: list[str]) -> dict:
+            commands.append(Command("train", stage.experiment, (*overrides, *self.trainer, *self.extra),
+                                    prefix=self.prefix))
+            return {"checkpoint": str(checkpoint(stage.output_dir))}
+
+        trained = {key: {"checkpoint": str(path)} for key, path in (done or {}).items()}
+        run_chain(stages, train, common=self.data, done=trained)
+        return commands
 
     def evaluate(self, experiment: str, run_dir: Path, *flags: str) -> Command:
         """Evaluate `run_dir/final.ckpt` on Cityscapes val; the metrics land in `run_dir/final.eval.json`."""
@@ -187,8 +198,6 @@ def validate(plan: Plan) -> None:
 
 def finished(command: Command | ToolCommand) -> bool:
     """Whether a training command's output directory holds a finished run with the same config."""
-    from panoptic_st.training import finished_run
-
     return command.verb == "train" and finished_run(command.config()) is not None
 
 

@@ -10,28 +10,22 @@ Workflows (configs under `configs/experiments/<benchmark>/instance_workflows/`):
 
 Each stage is one experiment file; `instance.classes` selects its classes and `instance.init_checkpoint` names the
 final checkpoint of the stage it starts from (`runs/<name>/final.ckpt`), so the stages also run one by one from
-the CLI. `run_workflow` runs them in order and passes the checkpoints along itself (any output directory).
+the CLI. `run_workflow` runs them in order through `panoptic_st.stages.run_chain`, which passes the checkpoints
+along itself (any output directory).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import dataclasses
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from panoptic_st.data.labels import THING_CATEGORIES
+from panoptic_st.stages import Stage, run_chain
 
 INDIVIDUAL_CLASSES = ("person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle")
 CATEGORIES = tuple(THING_CATEGORIES)
 SOURCE_MIX_PERCENT = (0, 25, 50, 75)
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One training stage: an experiment config and the stage whose final checkpoint initialises it."""
-
-    experiment: str
-    init_from: str | None = None
 
 
 def workflows(benchmark: str = "toy") -> dict[str, tuple[Stage, ...]]:
@@ -54,27 +48,21 @@ def source_mix_experiments(benchmark: str = "toy") -> dict[int, str]:
 
 
 def run_workflow(name: str, overrides: Sequence[str] = (), output_root: str | Path | None = None,
-                 benchmark: str = "toy", done: dict[str, dict] | None = None) -> dict[str, dict]:
+                 benchmark: str = "toy", done: Mapping[str, dict] | None = None) -> dict[str, dict]:
     """Train every stage of workflow `name`; returns {experiment: train() result}.
 
     With `output_root`, stage outputs go to `<output_root>/<config name>` and each stage starts from the
     checkpoint its predecessor wrote there. Stages already in `done` (e.g. the shared all-classes baseline)
     are not trained again.
     """
-    from panoptic_st.config import load_config
-    from panoptic_st.training import train
-
     stages = workflows(benchmark)
     if name not in stages:
         raise ValueError(f"unknown workflow '{name}'; expected one of {', '.join(stages)}")
-    results = dict(done or {})
-    for stage in stages[name]:
-        if stage.experiment in results:
-            continue
-        extra = list(overrides)
-        if output_root is not None:
-            extra.append(f"output_dir={Path(output_root) / Path(stage.experiment).name}")
-        if stage.init_from is not None and stage.init_from in results:
-            extra.append(f"instance.init_checkpoint={results[stage.init_from]['checkpoint']}")
-        results[stage.experiment] = train(load_config(stage.experiment, extra))
-    return results
+    return run_chain([in_folder(stage, output_root) for stage in stages[name]], common=overrides, done=done)
+
+
+def in_folder(stage: Stage, output_root: str | Path | None) -> Stage:
+    """`stage` writing to `<output_root>/<config name>` (unchanged without `output_root`)."""
+    if output_root is None:
+        return stage
+    return dataclasses.replace(stage, output_dir=Path(output_root) / Path(stage.experiment).name)
