@@ -24,13 +24,10 @@ from torch.utils.data import DataLoader, Subset
 
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
-from panoptic_st.instance.module import (
-    PSEUDO_LABEL_KINDS,
-    InstanceModule,
-    pseudo_label_kinds,
-    source_instance_labels,
-)
+from panoptic_st.instance.classes import source_instance_labels
+from panoptic_st.instance.module import InstanceModule
 from panoptic_st.instance.pseudo_labels import drop_unconfident_instances, drop_unstable_instances
+from panoptic_st.instance.statistics import PSEUDO_LABEL_KINDS, pseudo_label_kinds
 from panoptic_st.panoptic.predictor import PanopticPredictor, network_output
 from panoptic_st.training import load_weights
 

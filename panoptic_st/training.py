@@ -300,15 +300,11 @@ def predicted_class_pixels(module: L.LightningModule, datamodule: PanopticDataMo
 def match_source_to_target_statistics(module: L.LightningModule, datamodule: PanopticDataModule,
                                       max_images: int) -> None:
     """SAC source re-normalisation: source images normalised so that their statistics match the target's."""
-    from panoptic_st.semantic.module import renormalisation
-
     datamodule.setup()
     if datamodule.source is None or datamodule.target is None:
         raise ValueError("semantic.source_renorm needs source and target training data (self_train or bn_adapt)")
-    mean, std = renormalisation(*channel_statistics(datamodule.source, max_images),
-                                *channel_statistics(datamodule.target, max_images))
-    module.source_mean.copy_(mean)
-    module.source_std.copy_(std)
+    module.match_source_statistics(channel_statistics(datamodule.source, max_images),
+                                   channel_statistics(datamodule.target, max_images))
 
 
 def adapt_batchnorm_before_self_training(module: L.LightningModule, datamodule: PanopticDataModule) -> None:
@@ -322,7 +318,7 @@ def adapt_batchnorm_before_self_training(module: L.LightningModule, datamodule: 
 def adabn(net: torch.nn.Module, datamodule: PanopticDataModule, max_batches: int = 50) -> int:
     """Re-estimate a network's BatchNorm statistics on target train images in [0, 1] (AdaBN); returns images
     used."""
-    from panoptic_st.semantic.pseudo_labels import normalize
+    from panoptic_st.ops.images import normalize
 
     batches = (b["image"] for b in datamodule.target_stats_dataloader(max_batches))
     return recalibrate_batchnorm(net, batches, forward=lambda images: net(normalize(images)))

@@ -12,13 +12,12 @@ from panoptic_st.instance.losses import (
     pull_loss,
     push_loss,
     regulariser_loss,
-    rotate,
-    rotate_back,
     sample_angles,
     sample_consistency_anchors,
     spoco_loss,
     unlabelled_push_loss,
 )
+from panoptic_st.ops.geometry import rotate, rotate_back
 
 
 def emb1d(*values: float) -> torch.Tensor:

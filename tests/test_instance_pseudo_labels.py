@@ -3,15 +3,16 @@ import torch
 
 from panoptic_st.config import InstanceConfig
 from panoptic_st.data.labels import IGNORE_INDEX, train_id
-from panoptic_st.instance.module import InstanceModule, match_counts, pseudo_label_kinds
+from panoptic_st.instance.module import InstanceModule
 from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
     drop_unstable_instances,
     instance_predictions,
     instance_pseudo_labels,
-    keep_random_instances,
     postprocess_instances,
 )
+from panoptic_st.instance.statistics import match_counts, pseudo_label_kinds
+from panoptic_st.ops.segments import keep_random_segments
 
 CAR, PERSON, ROAD = train_id("car"), train_id("person"), train_id("road")
 
@@ -173,8 +174,8 @@ def test_confidence_threshold_outside_zero_one_is_refused():
 
 def test_oracle_keeps_whole_instances_at_the_given_rate():
     instances = torch.arange(1, 1001).repeat_interleave(4).view(100, 40)  # 1000 instances of 4 pixels
-    assert torch.equal(keep_random_instances(instances, 1.0), instances)
-    kept = keep_random_instances(instances, 0.3, torch.Generator().manual_seed(0))
+    assert torch.equal(keep_random_segments(instances, 1.0), instances)
+    kept = keep_random_segments(instances, 0.3, torch.Generator().manual_seed(0))
     whole = [(kept[instances == i] == i).all() or (kept[instances == i] == 0).all() for i in range(1, 1001)]
     assert all(whole)
     share = (torch.unique(kept) > 0).sum().item() / 1000

@@ -13,7 +13,8 @@ import panoptic_st.instance.pseudo_labels as instance_pseudo_labels_module
 from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.config import load_config
 from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS, train_id
-from panoptic_st.instance.module import InstanceModule, resolve_classes
+from panoptic_st.instance.classes import resolve_classes
+from panoptic_st.instance.module import InstanceModule
 from panoptic_st.instance.pseudo_labels import ClusteringSettings
 from panoptic_st.panoptic.predictor import PanopticPredictor, combine_instances
 from panoptic_st.training import train

@@ -1,12 +1,8 @@
 import torch
 
-from panoptic_st.panoptic.merge import (
-    VOID,
-    merge_panoptic,
-    refine_with_instances,
-    sample_instances,
-    stuff_area_threshold,
-)
+from panoptic_st.ops.geometry import warp_labels
+from panoptic_st.ops.segments import fill_segments_with_majority_label, keep_random_segments
+from panoptic_st.panoptic.merge import VOID, merge_panoptic, stuff_area_threshold
 
 ROAD, SKY, PERSON, CAR = 0, 10, 11, 13
 
@@ -50,21 +46,19 @@ def test_instances_without_thing_pixels_are_dropped():
 def test_guided_refinement_overlays_majority_label():
     labels = torch.tensor([[[CAR, CAR, 255, PERSON], [ROAD, ROAD, 255, 255]]])
     instances = torch.tensor([[[1, 1, 1, 1], [0, 0, 2, 2]]])
-    refined = refine_with_instances(labels, instances)
+    refined = fill_segments_with_majority_label(labels, instances)
     assert refined.tolist() == [[[CAR, CAR, CAR, CAR], [ROAD, ROAD, 255, 255]]]
 
 
 def test_sample_instances_keeps_a_fraction():
     instances = torch.arange(10).repeat(3, 1)[None]
-    kept = sample_instances(instances, 0.3, torch.Generator().manual_seed(0))
+    kept = keep_random_segments(instances, 0.3, torch.Generator().manual_seed(0), exact_count=True)
     ids = kept.unique()
     assert len(ids[ids != 0]) == 3
     assert torch.equal(kept != 0, torch.isin(instances, ids[ids != 0]))
 
 
 def test_labels_warp_into_views_with_nearest_neighbours():
-    from panoptic_st.semantic.module import warp_labels
-
     labels = torch.tensor([[[1, 2], [3, 4]]])
     flip = torch.tensor([[[-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
     assert warp_labels(labels, flip).tolist() == [[[2, 1], [4, 3]]]

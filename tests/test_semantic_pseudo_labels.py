@@ -5,13 +5,13 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 
+from panoptic_st.ops.classes import max_over_classes
+from panoptic_st.ops.images import normalize
 from panoptic_st.semantic.pseudo_labels import (
     ClassPrior,
     adaptive_thresholds,
     fuse_views,
     make_views,
-    max_over_classes,
-    normalize,
     photometric_noise,
     pseudo_labels,
     view_affines,

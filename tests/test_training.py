@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import tiny_overrides
 
-from panoptic_st.checkpoints import CheckpointError, load_checkpoint_state, semantic_network_from_checkpoint
+from panoptic_st.checkpoints import CheckpointError, load_checkpoint_state, network_from_checkpoint
 from panoptic_st.config import load_config
 from panoptic_st.prediction import evaluate
 from panoptic_st.training import train
@@ -83,11 +83,11 @@ def test_adabn_init_is_refused_outside_self_training(toy_root, tmp_path):
 
 def test_frozen_semantic_network_is_channels_last_with_the_trained_outputs(semantic_runs):
     base, _, _ = semantic_runs
-    frozen = semantic_network_from_checkpoint(base["checkpoint"])
+    frozen = network_from_checkpoint(base["checkpoint"], "semantic")
     convs = [m.weight for m in frozen.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
     assert not any(p.requires_grad for p in frozen.parameters()) and not frozen.training
-    contiguous = semantic_network_from_checkpoint(base["checkpoint"]).to(memory_format=torch.contiguous_format)
+    contiguous = network_from_checkpoint(base["checkpoint"], "semantic").to(memory_format=torch.contiguous_format)
     images = torch.rand(2, 3, 64, 128)
     with torch.no_grad():
         assert torch.allclose(frozen(images), contiguous(images), atol=1e-5)
@@ -115,7 +115,7 @@ def test_instance_stages_chain_into_self_training(semantic_runs, toy_root, tmp_p
 
 
 def test_source_renormalisation_maps_source_statistics_onto_the_target():
-    from panoptic_st.semantic.module import IMAGENET_MEAN, IMAGENET_STD, renormalisation
+    from panoptic_st.ops.images import IMAGENET_MEAN, IMAGENET_STD, renormalisation
 
     mu_s, sd_s = torch.tensor([0.5, 0.4, 0.3]), torch.tensor([0.2, 0.1, 0.3])
     mu_t, sd_t = torch.tensor([0.3, 0.5, 0.6]), torch.tensor([0.1, 0.2, 0.15])

@@ -45,7 +45,9 @@ from panoptic_st.data.labels import THING_TRAIN_IDS
 from panoptic_st.data.synthia import SynthiaDataset
 from panoptic_st.data.toy import make_toy
 from panoptic_st.data.transforms import eval_transform
-from panoptic_st.instance.module import InstanceModule, match_counts, source_instance_labels
+from panoptic_st.instance.classes import source_instance_labels
+from panoptic_st.instance.module import InstanceModule
+from panoptic_st.instance.statistics import match_counts
 from panoptic_st.semantic.module import SemanticModule
 
 LIMIT = 0.25

@@ -34,13 +34,13 @@ import torch
 
 from panoptic_st.config import load_config
 from panoptic_st.data.labels import IGNORE_INDEX, NUM_CLASSES
-from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy
-from panoptic_st.semantic.module import SemanticModule, target_weight
+from panoptic_st.ops.images import normalize
+from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy, target_weight
+from panoptic_st.semantic.module import SemanticModule
 from panoptic_st.semantic.pseudo_labels import (
     adaptive_thresholds,
     fuse_views,
     make_views,
-    normalize,
     photometric_noise,
     pseudo_labels,
 )

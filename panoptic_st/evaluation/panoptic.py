@@ -48,6 +48,7 @@ from panoptic_st.evaluation.export import (
     read_panoptic_bgr,
     swap_id16,
 )
+from panoptic_st.ops.classes import class_lookup
 
 __all__ = [
     "PanopticQuality",
@@ -210,8 +211,7 @@ def panoptic_from_semantic_instance(
     """
     sem = semantic.long()
     inst = instance.long()
-    thing = torch.zeros(256, dtype=torch.bool, device=sem.device)
-    thing[list(thing_ids)] = True
+    thing = class_lookup(thing_ids, sem.device)
     valid = (sem >= 0) & (sem < NUM_CLASSES)
     is_thing = valid & thing[sem.clamp(0, 255)]
     pan = sem * LABEL_DIVISOR + torch.where(is_thing, inst, torch.zeros_like(inst))

@@ -310,40 +310,6 @@ def spoco_loss(
     return terms
 
 
-def _rotation_theta(angle_deg: Tensor, height: int, width: int) -> Tensor:
-    """affine_grid matrices [B,2,3] sampling the input at the output pixel rotated by angle (pixel units)."""
-    rad = torch.deg2rad(angle_deg)
-    cos, sin = torch.cos(rad), torch.sin(rad)
-    aspect = height / width
-    row0 = torch.stack([cos, -sin * aspect, torch.zeros_like(cos)], dim=1)
-    row1 = torch.stack([sin / aspect, cos, torch.zeros_like(cos)], dim=1)
-    return torch.stack([row0, row1], dim=1)
-
-
-def rotate(images: Tensor, angle_deg: float | Tensor, mode: str = "bilinear") -> Tensor:
-    """Rotate a batch [B,C,H,W] counter-clockwise as displayed (like `torch.rot90`) by `angle_deg` degrees.
-
-    `angle_deg` is a float or one angle per image; the rotation is about the image centre, in pixel units
-    (non-square images keep their shape), with zero padding outside.
-    """
-    angle = torch.as_tensor(angle_deg, dtype=images.dtype, device=images.device).expand(images.shape[0])
-    theta = _rotation_theta(angle, images.shape[2], images.shape[3])
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode=mode, padding_mode="zeros", align_corners=False)
-
-
-def rotate_back(embeddings: Tensor, angle_deg: float | Tensor) -> tuple[Tensor, Tensor]:
-    """Undo `rotate(images, angle_deg)` on embeddings [B,D,H,W]; returns them and a validity mask [B,H,W].
-
-    A pixel is valid where its content survived the round trip (it lay inside the image in both frames).
-    """
-    angle = torch.as_tensor(angle_deg, dtype=embeddings.dtype, device=embeddings.device)
-    back = rotate(embeddings, -angle)
-    ones = embeddings.new_ones(embeddings.shape[0], 1, *embeddings.shape[2:])
-    valid = rotate(rotate(ones, angle), -angle)[:, 0] > 1.0 - 1e-3
-    return back, valid
-
-
 def sample_angles(batch_size: int, generator: torch.Generator | None = None, max_angle: float = 180.0) -> Tensor:
     """Uniform random rotation angles in [0, max_angle) degrees, one per image (SPOCO: [0, 180))."""
     return torch.rand(batch_size, generator=generator) * max_angle

@@ -13,87 +13,32 @@ import torch
 from torch import Tensor
 from torchmetrics.aggregation import SumMetric
 
-from panoptic_st.checkpoints import semantic_network_from_checkpoint
+from panoptic_st.checkpoints import network_from_checkpoint
 from panoptic_st.config import InstanceConfig
-from panoptic_st.data.labels import CLASS_NAMES, IGNORE_INDEX, THING_CATEGORIES, THING_TRAIN_IDS
+from panoptic_st.data.labels import CLASS_NAMES
 from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.guards import finite_outputs, validation_scores
-from panoptic_st.instance.losses import margin_epsilon, rotate, rotate_back, sample_angles, spoco_loss
+from panoptic_st.instance.classes import resolve_classes, source_instance_labels
+from panoptic_st.instance.losses import margin_epsilon, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
     METHODS,
     ClusteringSettings,
     cluster_instances,
     drop_unconfident_instances,
     drop_unstable_instances,
-    keep_random_instances,
 )
+from panoptic_st.instance.statistics import PSEUDO_LABEL_KINDS, pseudo_label_kinds
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.models.unet import build_embedding_unet
+from panoptic_st.ops.classes import max_over_classes
+from panoptic_st.ops.geometry import rotate, rotate_back
+from panoptic_st.ops.images import normalize
+from panoptic_st.ops.segments import keep_random_segments
 from panoptic_st.panoptic.predictor import ap_input, predict_images
-from panoptic_st.semantic.pseudo_labels import max_over_classes, normalize
 
 MODES = ("baseline", "self_train")
 PSEUDO_LABEL_SOURCES = ("teacher", "ground_truth")
-
-
-def resolve_classes(names: list[str]) -> tuple[int, ...]:
-    """Thing trainIds from class names, category names (auto, human, bike) or `all`."""
-    ids: list[int] = []
-    for name in names:
-        if name == "all":
-            ids.extend(THING_TRAIN_IDS)
-        elif name in THING_CATEGORIES:
-            ids.extend(THING_CATEGORIES[name])
-        elif name in CLASS_NAMES and CLASS_NAMES.index(name) in THING_TRAIN_IDS:
-            ids.append(CLASS_NAMES.index(name))
-        else:
-            raise ValueError(f"instance.classes: '{name}' is not a thing class, a category "
-                             f"({', '.join(THING_CATEGORIES)}) or 'all'")
-    return tuple(sorted(set(ids)))
-
-
-def source_instance_labels(semantic: Tensor, instance: Tensor, classes: tuple[int, ...]) -> Tensor:
-    """Instance labels of the selected classes; instances without a semantic class (SYNTHIA's truck and train)
-    are kept when every thing class is selected."""
-    selected = torch.zeros(256, dtype=torch.bool, device=semantic.device)
-    selected[list(classes)] = True
-    if set(classes) == set(THING_TRAIN_IDS):
-        selected[IGNORE_INDEX] = True
-    return torch.where(selected[semantic] & (instance > 0), instance, torch.zeros_like(instance))
-
-
-PSEUDO_LABEL_KINDS = ("true", "merge", "fragment", "other")
-
-
-def pseudo_label_kinds(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> dict[str, int]:
-    """Pseudo-instances of [H,W] by kind against ground-truth instances [H,W] (0 = none), class-agnostic:
-    `true` overlaps one GT instance with IoU > threshold; else `merge` holds more than half of two or more GT
-    instances; else `fragment` lies mostly (> 80%) inside one GT instance; else `other` (background, mixtures).
-    For monitoring only."""
-    p_ids, p_idx = torch.unique(pseudo, return_inverse=True)
-    t_ids, t_idx = torch.unique(truth, return_inverse=True)
-    joint = torch.bincount((p_idx * len(t_ids) + t_idx).flatten(), minlength=len(p_ids) * len(t_ids))
-    joint = joint.view(len(p_ids), len(t_ids)).float()
-    pseudo_area, truth_area = joint.sum(1, keepdim=True), joint.sum(0, keepdim=True)
-    iou = joint / (pseudo_area + truth_area - joint).clamp_min(1)
-    rows, cols = p_ids != 0, t_ids != 0
-    joint, iou = joint[rows][:, cols], iou[rows][:, cols]
-    pseudo_area, truth_area = pseudo_area[rows].squeeze(1), truth_area[:, cols]
-    if joint.shape[1] == 0:
-        return {**dict.fromkeys(PSEUDO_LABEL_KINDS, 0), "other": int(joint.shape[0])}
-    true = iou.max(dim=1).values > threshold
-    merge = ~true & ((joint > 0.5 * truth_area).sum(1) >= 2)
-    fragment = ~true & ~merge & (joint.max(dim=1).values > 0.8 * pseudo_area)
-    other = ~true & ~merge & ~fragment
-    return {kind: int(mask.sum()) for kind, mask in zip(PSEUDO_LABEL_KINDS, (true, merge, fragment, other))}
-
-
-def match_counts(pseudo: Tensor, truth: Tensor, threshold: float = 0.5) -> tuple[int, int]:
-    """(true, false) positive pseudo-instances: a pseudo-instance is true if it overlaps one GT instance with
-    IoU > threshold. For monitoring only."""
-    kinds = pseudo_label_kinds(pseudo, truth, threshold)
-    return kinds["true"], sum(kinds.values()) - kinds["true"]
 
 
 class InstanceModule(L.LightningModule):
@@ -131,7 +76,7 @@ class InstanceModule(L.LightningModule):
         if cfg.mode == "self_train" and cfg.freeze_batchnorm:
             freeze_batchnorm(self.net)
         self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, interval=1)
-        self.semantic_net = (semantic_network_from_checkpoint(cfg.semantic_checkpoint)
+        self.semantic_net = (network_from_checkpoint(cfg.semantic_checkpoint, "semantic")
                              if cfg.semantic_checkpoint else None)
         self.val_ap = InstanceAP(thing_ids=self.classes, min_region_size=None)
         self.val_nonfinite = SumMetric()
@@ -201,7 +146,7 @@ class InstanceModule(L.LightningModule):
         """Upper bound of the pseudo-labels: the target's ground-truth instances of the selected classes, each kept
         with probability `instance.oracle_fraction`."""
         truth = source_instance_labels(target["semantic"], target["instance"], self.classes)
-        return torch.stack([keep_random_instances(t, self.cfg.oracle_fraction) for t in truth])
+        return torch.stack([keep_random_segments(t, self.cfg.oracle_fraction) for t in truth])
 
     def cluster(self, embeddings: Tensor, semantic: Tensor, max_points: int | None = None) -> tuple[Tensor, Tensor]:
         """Instance map and class table of one image, clustered class by class, then post-processed."""

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from panoptic_st.data.labels import IGNORE_INDEX, THING_TRAIN_IDS
 from panoptic_st.instance.meanshift import agglomerative_clusters, mean_shift, merge_clusters, nearest_center
+from panoptic_st.ops.segments import drop_segments, majority_class, renumber_segments, segment_ids
 
 METHODS = ("meanshift+", "meanshift", "agglomerative")
 PREDICT_MAX_POINTS = 16384
@@ -134,10 +135,9 @@ def drop_unconfident_instances(instance_map: Tensor, instance_classes: Tensor, s
     [C,H,W]) is below `min_confidence`; their pixels become 0 (unlabelled), the other ids are kept."""
     if min_confidence <= 0:
         return instance_map
-    ids = torch.unique(instance_map)
-    ids = ids[ids > 0]
+    ids = segment_ids(instance_map)
     _, _, scores = instance_predictions(instance_map, semantic_probs, instance_classes)
-    return _unlabel(instance_map, ids[scores < min_confidence])
+    return drop_segments(instance_map, ids[scores < min_confidence])
 
 
 def drop_unstable_instances(instance_map: Tensor, embeddings: Tensor, bandwidth: float, min_size: int,
@@ -145,33 +145,14 @@ def drop_unstable_instances(instance_map: Tensor, embeddings: Tensor, bandwidth:
     """Instance map [H,W] without the instances whose embeddings [D,H,W] split into two or more clusters of at least
     `min_size` pixels when clustered again with mean-shift+ at the finer `bandwidth` (also the merge distance);
     their pixels become 0 (unlabelled). Touching objects merged at the coarse bandwidth split here."""
-    ids = torch.unique(instance_map)
-    ids = ids[ids > 0]
+    ids = segment_ids(instance_map)
     unstable = []
     for instance in ids:
         points = embeddings[:, instance_map == instance].T
         labels = cluster_embeddings(points, "meanshift+", bandwidth, bandwidth, max_points)
         if int((torch.bincount(labels) >= min_size).sum()) > 1:
             unstable.append(instance)
-    return _unlabel(instance_map, torch.stack(unstable)) if unstable else instance_map
-
-
-def keep_random_instances(instance_map: Tensor, fraction: float,
-                          generator: torch.Generator | None = None) -> Tensor:
-    """Instance map [H,W] with each instance kept with probability `fraction`; the others become 0 (unlabelled)."""
-    if fraction >= 1.0:
-        return instance_map
-    ids = torch.unique(instance_map)
-    ids = ids[ids > 0]
-    draws = torch.rand(len(ids), generator=generator).to(instance_map.device)
-    return _unlabel(instance_map, ids[draws >= fraction])
-
-
-def _unlabel(instance_map: Tensor, ids: Tensor) -> Tensor:
-    """Instance map with the pixels of instances `ids` set to 0 (unlabelled); the other ids are kept."""
-    dropped = torch.zeros(int(instance_map.max()) + 1, dtype=torch.bool, device=instance_map.device)
-    dropped[ids] = True
-    return torch.where(dropped[instance_map], torch.zeros_like(instance_map), instance_map)
+    return drop_segments(instance_map, torch.stack(unstable)) if unstable else instance_map
 
 
 def instance_predictions(
@@ -183,21 +164,12 @@ def instance_predictions(
     `semantic_probs` [C,H,W] inside the mask; the score is the mean probability of that class in the mask
     (the instance confidence of Panoptic-DeepLab / EDAPS).
     """
-    ids = torch.unique(instance_map)
-    ids = ids[ids > 0]
+    ids = segment_ids(instance_map)
     masks = instance_map[None] == ids[:, None, None]
-    predicted = semantic_probs.argmax(0) if instance_classes is None else None
-    classes, scores = [], []
-    for mask, instance in zip(masks, ids.tolist()):
-        if instance_classes is not None:
-            cls = int(instance_classes[instance])
-        else:
-            cls = int(torch.bincount(predicted[mask], minlength=semantic_probs.shape[0]).argmax())
-        classes.append(cls)
-        scores.append(semantic_probs[cls][mask].mean())
-    device = instance_map.device
-    return (
-        masks,
-        torch.tensor(classes, dtype=torch.long, device=device),
-        torch.stack(scores) if scores else torch.zeros(0, device=device),
-    )
+    if instance_classes is not None:
+        classes = instance_classes.to(ids.device)[ids].long()
+    else:
+        renumbered, _ = renumber_segments(instance_map)
+        classes = majority_class(renumbered, semantic_probs.argmax(0), ids.numel())[0][1:]
+    scores = [semantic_probs[cls][mask].mean() for cls, mask in zip(classes.tolist(), masks)]
+    return masks, classes, torch.stack(scores) if scores else torch.zeros(0, device=instance_map.device)

@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from panoptic_st.checkpoints import instance_network_from_checkpoint, semantic_network_from_checkpoint
+from panoptic_st.checkpoints import instance_network_from_checkpoint, network_from_checkpoint
 from panoptic_st.instance.pseudo_labels import ClusteringSettings, cluster_instances
+from panoptic_st.ops.classes import max_over_classes
+from panoptic_st.ops.images import normalize
+from panoptic_st.ops.segments import renumber_segments
 from panoptic_st.panoptic.merge import merge_panoptic
-from panoptic_st.semantic.pseudo_labels import max_over_classes, normalize
 
 MASKS = ("semantic", "gt")
 
@@ -62,7 +64,7 @@ class PanopticPredictor(L.LightningModule):
                          scale: float = 1.0, masks: str = "semantic", **clustering_overrides) -> PanopticPredictor:
         """Networks and clustering settings from checkpoints; `clustering_overrides` (e.g. bandwidth=1.0,
         max_points=None) replace the settings stored in the instance checkpoints."""
-        semantic_net = semantic_network_from_checkpoint(semantic) if semantic is not None else None
+        semantic_net = network_from_checkpoint(semantic, "semantic") if semantic is not None else None
         nets, settings = [], []
         for path in instances:
             net, stored = instance_network_from_checkpoint(path)
@@ -123,10 +125,7 @@ def instance_segments(embeddings: Tensor, semantic: Tensor, probs: Tensor | None
     """Instances 1..K [H, W] and their segments from one image's embeddings [D, H, W] clustered inside the
     semantic map [H, W]; scores are the mean probability of each instance's class in `probs` [C, H, W] (1 without)."""
     clustered, class_table = cluster_instances(embeddings, semantic, settings, settings.max_points)
-    ids, instances = torch.unique(clustered, return_inverse=True)
-    if ids.numel() and ids[0] != 0:
-        instances = instances + 1
-    ids = ids[ids != 0]
+    instances, ids = renumber_segments(clustered)
     count = ids.numel()
     area = torch.bincount(instances.flatten(), minlength=count + 1)[1:]
     classes = class_table[ids]

@@ -1,10 +1,12 @@
-"""Semantic-branch losses: supervised source cross-entropy and SAC's confidence-weighted focal target loss."""
+"""Semantic-branch losses: supervised source cross-entropy, SAC's confidence-weighted focal target loss and the
+target loss's weight over training."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
+from panoptic_st.config import SemanticConfig
 from panoptic_st.data.labels import IGNORE_INDEX
 
 
@@ -37,3 +39,10 @@ def focal_target_loss(
         logits, pseudo_labels, weight=class_weight, ignore_index=ignore_index, reduction="none"
     )
     return (per_pixel * confidence).mean()
+
+
+def target_weight(cfg: SemanticConfig, step: int) -> float:
+    """Weight of the target loss, with an optional linear ramp-up over `target_rampup_steps`."""
+    if cfg.target_rampup_steps <= 0:
+        return cfg.target_weight
+    return cfg.target_weight * min(1.0, step / cfg.target_rampup_steps)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torchmetrics.aggregation import SumMetric
 
 from panoptic_st.config import SemanticConfig
@@ -19,51 +18,23 @@ from panoptic_st.guards import count_nonfinite, validation_scores
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.deeplab import build_deeplab, param_groups
 from panoptic_st.models.teacher import MomentumTeacher
-from panoptic_st.panoptic.merge import refine_with_instances, sample_instances
+from panoptic_st.ops.geometry import warp_labels
+from panoptic_st.ops.images import IMAGENET_MEAN, IMAGENET_STD, normalize, renormalisation
+from panoptic_st.ops.networks import parameter_distance
+from panoptic_st.ops.segments import fill_segments_with_majority_label, keep_random_segments
 from panoptic_st.panoptic.predictor import predict_images
-from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy
+from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy, target_weight
 from panoptic_st.semantic.pseudo_labels import (
     ClassPrior,
     adaptive_thresholds,
     fuse_views,
     make_views,
-    normalize,
     photometric_noise,
     pseudo_labels,
 )
 
 MODES = ("baseline", "self_train")
 GUIDANCE = ("none", "gt")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def renormalisation(source_mean: torch.Tensor, source_std: torch.Tensor, target_mean: torch.Tensor,
-                    target_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source normalisation constants that give source images the target's channel statistics (SAC):
-    mean' = mu_s - sigma_s / sigma_t * (mu_t - mu_imagenet), std' = sigma_s * sigma_imagenet / sigma_t."""
-    mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-    return source_mean - source_std / target_std * (target_mean - mean), source_std * std / target_std
-
-
-def warp_labels(labels: torch.Tensor, affines: torch.Tensor) -> torch.Tensor:
-    """Label maps [N, H, W] resampled into views with nearest neighbours (0 outside the image)."""
-    grid = F.affine_grid(affines.float(), [labels.shape[0], 1, *labels.shape[1:]], align_corners=False)
-    warped = F.grid_sample(labels[:, None].float(), grid, mode="nearest", padding_mode="zeros", align_corners=False)
-    return warped[:, 0].round().long()
-
-
-def parameter_distance(a: torch.nn.Module, b: torch.nn.Module) -> torch.Tensor:
-    """L2 distance between the parameters of two networks of the same architecture."""
-    total = sum(((p - q) ** 2).sum() for p, q in zip(a.parameters(), b.parameters()))
-    return torch.as_tensor(total).sqrt()
-
-
-def target_weight(cfg: SemanticConfig, step: int) -> float:
-    """Weight of the target loss, with an optional linear ramp-up over `target_rampup_steps`."""
-    if cfg.target_rampup_steps <= 0:
-        return cfg.target_weight
-    return cfg.target_weight * min(1.0, step / cfg.target_rampup_steps)
 
 
 class SemanticModule(L.LightningModule):
@@ -100,6 +71,14 @@ class SemanticModule(L.LightningModule):
     def source_logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits for source images, normalised with the (optionally re-normalised) source statistics."""
         return self.net(normalize(images, self.source_mean.tolist(), self.source_std.tolist()))
+
+    def match_source_statistics(self, source: tuple[torch.Tensor, torch.Tensor],
+                                target: tuple[torch.Tensor, torch.Tensor]) -> None:
+        """SAC source re-normalisation: source images are from now on normalised so that their channel statistics
+        (mean, std) match the target's; the constants are buffers, so checkpoints keep them."""
+        mean, std = renormalisation(*source, *target)
+        self.source_mean.copy_(mean)
+        self.source_std.copy_(std)
 
     def on_fit_start(self) -> None:
         if self.teacher is not None and not self.teacher.initialised:
@@ -139,9 +118,10 @@ class SemanticModule(L.LightningModule):
             labels, confidence = pseudo_labels(probs, theta)
             labels[~valid] = IGNORE_INDEX
             if guide_instances is not None:
-                chosen = sample_instances(guide_instances, cfg.guided_fraction)
+                chosen = torch.stack([keep_random_segments(g, cfg.guided_fraction, exact_count=True)
+                                      for g in guide_instances])
                 view_instances = warp_labels(chosen.repeat_interleave(cfg.group_size, dim=0), affines)
-                labels = refine_with_instances(labels, view_instances)
+                labels = fill_segments_with_majority_label(labels, view_instances)
         student_views = photometric_noise(views) if cfg.photometric_noise else views
         logits = self(student_views)
         loss = focal_target_loss(logits, labels, confidence, prior, cfg.focal_gamma)

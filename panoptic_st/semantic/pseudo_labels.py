@@ -1,10 +1,9 @@
 """SAC's target side: multi-view sampling, student photometric noise, teacher view fusion, running class prior,
 adaptive per-class thresholds and pseudo-labels.
 
-Coordinates are `affine_grid` normalised coordinates (align_corners=False, x and y in [-1, 1]). A view's affine
-[2, 3] maps view coordinates to reference coordinates, so `warp(reference, affine)` renders the view and
-`warp(view, invert_affines(affine))` puts it back into the reference frame. Views of one image are consecutive:
-view k of image b is row b * group_size + k.
+A view's affine [2, 3] maps view coordinates to reference coordinates (`panoptic_st.ops.geometry`), so
+`warp(reference, affine)` renders the view and `warp(view, invert_affines(affine))` puts it back into the reference
+frame. Views of one image are consecutive: view k of image b is row b * group_size + k.
 """
 
 from __future__ import annotations
@@ -12,11 +11,11 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from torch import nn
 
 from panoptic_st.data.labels import IGNORE_INDEX
+from panoptic_st.ops.classes import max_over_classes
+from panoptic_st.ops.geometry import invert_affines, warp
 
 
 def _uniform(
@@ -33,18 +32,6 @@ def view_affines(flips: torch.Tensor, scales: torch.Tensor, centers: torch.Tenso
     row_x = torch.stack([scales * flips, zeros, centers[:, 0]], dim=-1)
     row_y = torch.stack([zeros, scales, centers[:, 1]], dim=-1)
     return torch.stack([row_x, row_y], dim=1)
-
-
-def invert_affines(affines: torch.Tensor) -> torch.Tensor:
-    """Inverse maps [N, 2, 3] of affines [N, 2, 3]."""
-    bottom = affines.new_tensor([0.0, 0.0, 1.0]).expand(affines.shape[0], 1, 3)
-    return torch.linalg.inv(torch.cat([affines, bottom], dim=1))[:, :2]
-
-
-def warp(tensor: torch.Tensor, affines: torch.Tensor, padding_mode: str = "zeros") -> torch.Tensor:
-    """Bilinear resampling of [N, C, H, W]: the output at location u takes the input at affines @ (u, 1)."""
-    grid = F.affine_grid(affines.to(tensor.dtype), list(tensor.shape), align_corners=False)
-    return F.grid_sample(tensor, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
 def make_views(
@@ -186,15 +173,6 @@ def photometric_noise(
     return torch.where(grey, _grayscale(images), images)
 
 
-def normalize(
-    images: torch.Tensor,
-    mean: tuple[float, ...] = IMAGENET_DEFAULT_MEAN,
-    std: tuple[float, ...] = IMAGENET_DEFAULT_STD,
-) -> torch.Tensor:
-    """Per-channel (image - mean) / std of [..., 3, H, W] images in [0, 1]; ImageNet statistics by default."""
-    return TF.normalize(images, list(mean), list(std))
-
-
 def fuse_views(
     teacher_logits: torch.Tensor,
     affines: torch.Tensor,
@@ -252,21 +230,6 @@ class ClassPrior(nn.Module):
             self.prior.copy_(observed)
             self.initialised.fill_(True)
         return self.prior
-
-
-def max_over_classes(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exactly `probs.max(dim=1)` for [B, C, H, W] (values, index of the first maximum), about twice as fast on
-    CPU, where `max` with indices over a non-innermost dim is not vectorised but `amax` and comparisons are."""
-    if probs.device.type != "cpu":
-        return probs.max(dim=1)
-    classes = probs.shape[1]
-    confidence = probs.amax(dim=1, keepdim=True)
-    index_dtype = torch.uint8 if classes < 256 else torch.int64
-    reverse = torch.arange(classes, 0, -1, device=probs.device, dtype=index_dtype).view(1, classes, 1, 1)
-    first = ((probs >= confidence) * reverse).amax(dim=1)  # classes - index of the first maximum
-    if bool((first == 0).any()):  # a NaN (no class compares >= NaN): keep max's NaN semantics
-        return probs.max(dim=1)
-    return confidence.squeeze(1), classes - first.long()
 
 
 def adaptive_thresholds(
