@@ -8,7 +8,6 @@ import shutil
 
 import numpy as np
 import pytest
-from eval_fixtures import make_eval_fixture
 from PIL import Image
 
 from panoptic_st.evaluation import (
@@ -18,6 +17,7 @@ from panoptic_st.evaluation import (
     evaluate_semantic,
 )
 from panoptic_st.evaluation.commands import add_eval_commands, main
+from panoptic_st.evaluation.synthetic import make_eval_fixture
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from eval_fixtures import (
-    make_eval_fixture,
-    official_instance,
-    official_panoptic,
-    official_semantic,
-    to_contract,
-)
 
 from panoptic_st.data.labels import CLASS_NAMES, THING_TRAIN_IDS, TRAIN_ID_TO_LABEL_ID
 from panoptic_st.evaluation import (
@@ -27,7 +20,9 @@ from panoptic_st.evaluation import (
     evaluate_semantic,
     write_instance_prediction,
 )
-from panoptic_st.evaluation.export import read_panoptic_ids
+from panoptic_st.evaluation.files import read_panoptic_ids
+from panoptic_st.evaluation.official import official_instance, official_panoptic, official_semantic
+from panoptic_st.evaluation.synthetic import make_eval_fixture, to_contract
 
 TOL = 1e-6
 

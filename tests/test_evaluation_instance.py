@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from eval_fixtures import make_eval_fixture, official_instance, to_contract
 from PIL import Image
 
 from panoptic_st.data.labels import THING_TRAIN_IDS
+from panoptic_st.evaluation.export import write_instance_prediction
 from panoptic_st.evaluation.instance import (
     InstanceAP,
     average_precision,
@@ -19,21 +19,23 @@ from panoptic_st.evaluation.instance import (
     paired_bootstrap,
     scaled_min_region_size,
 )
+from panoptic_st.evaluation.official import official_instance
+from panoptic_st.evaluation.synthetic import make_eval_fixture, to_contract
 
 TOL = 1e-6
 
 
 def _assert_same(ours: dict, ref: dict) -> None:
+    """The file evaluator's AP matrix and averages equal the official ones to the last digit (NaN = NaN)."""
     a, b = np.asarray(ours["resultApMatrix"]), np.asarray(ref["resultApMatrix"])
     assert a.shape == b.shape
-    assert np.array_equal(np.isnan(a), np.isnan(b))
-    assert np.nanmax(np.abs(a - b)) <= TOL
+    assert np.array_equal(a, b, equal_nan=True)
     for key in ("allAp", "allAp50%"):
-        assert abs(ours["averages"][key] - ref["averages"][key]) <= TOL, key
+        assert ours["averages"][key] == ref["averages"][key], key
     for name, entry in ref["averages"]["classes"].items():
         for key in ("ap", "ap50%"):
             x, y = ours["averages"]["classes"][name][key], entry[key]
-            assert (math.isnan(x) and math.isnan(y)) or abs(x - y) <= TOL, (name, key)
+            assert (math.isnan(x) and math.isnan(y)) or x == y, (name, key)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +56,19 @@ def test_file_evaluation_equals_official(fx, official, tmp_path):
     assert np.isnan(ap[5]).all()  # train: predicted, never in the GT
     assert (ap[3] == 0).all()  # truck: in the GT, never predicted
     assert np.nanmax(ap) > 0.3  # not degenerate
+
+
+def test_file_evaluation_equals_official_with_many_segments(tmp_path):
+    """Scenes with 5-30 thing segments per image, masks written by PIL and by the exporter (1-bit PNGs)."""
+    many = make_eval_fixture(tmp_path / "fx", n_images=6, shape=(128, 256), seed=13, things=(5, 31))
+    exported = tmp_path / "exported"
+    for im in many.images:
+        c = to_contract(im)
+        write_instance_prediction(exported, im.prefix, c["pred_masks"], c["pred_labels"], c["pred_scores"])
+    for pred_dir in (many.instance_pred_dir, exported):
+        ref = official_instance(many.gt_dir, pred_dir, tmp_path / "work")
+        _assert_same(evaluate_instances(many.gt_dir, pred_dir, workers=1), ref)
+        assert np.isfinite(np.asarray(ref["resultApMatrix"])).sum() >= 30  # most classes have GT
 
 
 def _metric(fx, images=None, split=None) -> InstanceAP:

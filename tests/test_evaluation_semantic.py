@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from eval_fixtures import make_eval_fixture, official_semantic
 from PIL import Image
 
 from panoptic_st.data.labels import CLASS_NAMES, NUM_CLASSES, PROTOCOLS, label_ids_to_train_ids
+from panoptic_st.evaluation.official import official_semantic
 from panoptic_st.evaluation.semantic import (
     SemanticIoU,
     confusion_matrix,
@@ -18,6 +18,7 @@ from panoptic_st.evaluation.semantic import (
     iou_from_confusion,
     mean_iou,
 )
+from panoptic_st.evaluation.synthetic import make_eval_fixture
 
 
 def _close(a: float, b: float, tol: float = 1e-6) -> bool:

@@ -1,11 +1,10 @@
-"""Cityscapes result file formats: writers from the project's prediction contract, and the readers shared by the
-file-based evaluators.
+"""Cityscapes result file formats: writers from the project's prediction contract (the readers are in ``files``).
 
 Formats (the ones the official ``cityscapesscripts`` evaluators read):
 
 - semantic: one single-channel PNG of Cityscapes *label ids* per image, named ``{city}_{seq}_{frame}*.png``;
 - instance: one ``{city}_{seq}_{frame}*.txt`` per image whose lines are ``relative/mask.png labelId confidence``;
-  every mask is a PNG in which any non-zero pixel belongs to the instance;
+  every mask is a PNG in which any non-zero pixel belongs to the instance (the writer makes 1-bit PNGs);
 - panoptic: a COCO panoptic JSON (``annotations`` with ``image_id``, ``file_name`` and ``segments_info`` entries
   ``id``, ``category_id`` (label id), ``area``, ``bbox`` [x, y, w, h], ``iscrowd``) plus one RGB PNG per image whose
   segment id is ``R + 256 G + 256^2 B`` (0 = void).
@@ -17,21 +16,28 @@ HxW ``trainId * 1000 + instance`` (negative ids or classes outside the 19 train 
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 from cityscapesscripts.helpers.labels import labels as cs_labels
-from PIL import Image
 
 from panoptic_st.data.labels import IGNORE_INDEX, LABEL_DIVISOR, NUM_CLASSES, TRAIN_ID_TO_LABEL_ID
 from panoptic_st.errors import EvaluationInputError
+from panoptic_st.evaluation.files import (
+    cityscapes_prefix,
+    find_ground_truth,
+    id_to_rgb,
+    match_prediction_files,
+    output_stem,
+    read_panoptic_bgr,
+    read_panoptic_ids,
+    rgb_to_id,
+)  # importable from here too, as before the readers moved to ``files``
 
 __all__ = [
     "CityscapesExporter",
@@ -51,211 +57,6 @@ __all__ = [
     "write_panoptic_prediction",
     "write_semantic_prediction",
 ]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# names and discovery
-
-_CS_NAME = re.compile(r"^([^_]+)_(\d+)_(\d+)")
-
-
-def cityscapes_prefix(name: str | os.PathLike) -> str:
-    """``{city}_{seq}_{frame}`` of a Cityscapes file name or image id (``aachen_000000_000019_gtFine_x.png``)."""
-    base = os.path.basename(os.fspath(name))
-    m = _CS_NAME.match(base)
-    if m is None:
-        raise EvaluationInputError(f"{name}: not a Cityscapes name (expected city_123456_123456...)")
-    return m.group(0)
-
-
-def output_stem(name: str | os.PathLike) -> str:
-    """The stem of an image's result files: ``{city}_{seq}_{frame}`` for a Cityscapes name, else the name itself
-    without an image suffix and with blanks as ``_`` (it may hold sub-folders, e.g. ``run1/img_001`` for a folder
-    of arbitrary images)."""
-    base = os.path.basename(os.fspath(name))
-    m = _CS_NAME.match(base)
-    if m is not None:
-        return m.group(0)
-    return re.sub(r"\s", "_", re.sub(r"\.(png|jpe?g)$", "", os.fspath(name), flags=re.IGNORECASE))
-
-
-def find_ground_truth(gt_dir: str | os.PathLike, suffix: str) -> list[Path]:
-    """All files ``*{suffix}`` under ``gt_dir`` (recursive, sorted); an error if there are none."""
-    gt_dir = Path(gt_dir)
-    if not gt_dir.is_dir():
-        raise EvaluationInputError(f"{gt_dir}: ground-truth folder not found")
-    files = sorted(gt_dir.rglob(f"*{suffix}"))
-    if not files:
-        raise EvaluationInputError(f"{gt_dir}: no *{suffix} files found")
-    return files
-
-
-def match_prediction_files(gt_files: Iterable[Path], pred_dir: str | os.PathLike, ext: str) -> list[Path]:
-    """The prediction of each GT file, found as the official scripts do: exactly one ``{prefix}*.{ext}`` anywhere
-    under ``pred_dir``."""
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise EvaluationInputError(f"{pred_dir}: prediction folder not found")
-    by_prefix: dict[str, list[Path]] = {}
-    for root, _, names in os.walk(pred_dir):
-        for name in fnmatch.filter(names, f"*.{ext}"):
-            m = _CS_NAME.match(name)
-            if m is not None:
-                by_prefix.setdefault(m.group(0), []).append(Path(root) / name)
-    out = []
-    for gt in gt_files:
-        prefix = cityscapes_prefix(gt)
-        found = by_prefix.get(prefix, [])
-        # the official pattern `{prefix}*` also matches longer frame numbers; the regex prefix match is exact
-        if not found:
-            raise EvaluationInputError(f"{gt}: no prediction {prefix}*.{ext} under {pred_dir}")
-        if len(found) > 1:
-            raise EvaluationInputError(f"{gt}: several predictions {prefix}*.{ext} under {pred_dir}")
-        out.append(found[0])
-    return out
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# readers
-
-
-def _png_gray_depth(path: Path) -> int:
-    """Bit depth of a greyscale PNG (colour type 0, read from the IHDR header), else 0."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(26)
-    except OSError:
-        return 0
-    if len(head) < 26 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR" or head[25] != 0:
-        return 0
-    return head[24]
-
-
-def _cv2_read(path: Path) -> np.ndarray | None:
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    return img if img is not None and img.ndim == 2 else None
-
-
-def read_label_png(path: str | os.PathLike) -> np.ndarray:
-    """A single-channel PNG with the values PIL gives (as the official scripts read it); errors name the file.
-
-    8- and 16-bit greyscale PNGs are decoded with OpenCV (same values, faster), anything else with PIL (palette
-    PNGs give their indices)."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationInputError(f"{path}: file not found")
-    if _png_gray_depth(path) in (8, 16):
-        array = _cv2_read(path)
-        if array is not None:
-            return array
-    try:
-        with Image.open(path) as img:
-            array = np.asarray(img)
-    except OSError as exc:
-        raise EvaluationInputError(f"{path}: cannot read image ({exc})") from None
-    if array.ndim != 2:
-        raise EvaluationInputError(f"{path}: expected a single-channel image, got shape {array.shape}")
-    return array
-
-
-def read_mask_png(path: str | os.PathLike) -> np.ndarray:
-    """Flat indices of the pixels of an instance mask: those non-zero after PIL's conversion to ``L``, exactly as
-    the official script reads it (greyscale PNGs of up to 8 bits are decoded with OpenCV: same non-zero set).
-
-    Only the bounding box of the non-zero pixels is scanned. Returns ``(flat_indices, (height, width))``."""
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationInputError(f"{path}: mask file not found")
-    mask = _cv2_read(path) if 0 < _png_gray_depth(path) <= 8 else None
-    if mask is None:
-        try:
-            with Image.open(path) as img:
-                mask = np.asarray(img if img.mode == "L" else img.convert("L"))
-        except OSError as exc:
-            raise EvaluationInputError(f"{path}: cannot read mask ({exc})") from None
-    height, width = mask.shape
-    x, y, w, h = cv2.boundingRect(np.ascontiguousarray(mask, dtype=np.uint8))
-    ys, xs = np.nonzero(mask[y : y + h, x : x + w])
-    return (ys + y) * width + (xs + x), (height, width)
-
-
-def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
-    """Segment ids ``R + 256 G + 256^2 B`` of an HxWx3 RGB array (int64)."""
-    rgb = rgb.astype(np.int64)
-    return rgb[..., 0] + 256 * rgb[..., 1] + 65536 * rgb[..., 2]
-
-
-def id_to_rgb(ids: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 RGB encoding of segment ids in [0, 2^24)."""
-    ids = np.asarray(ids, dtype=np.int64)
-    return np.stack([ids % 256, (ids // 256) % 256, (ids // 65536) % 256], axis=-1).astype(np.uint8)
-
-
-def read_panoptic_bgr(path: str | os.PathLike, buffer: np.ndarray | None = None) -> np.ndarray:
-    """Decode a COCO panoptic PNG into an HxWx3 (or x4) uint8 BGR(A) array with OpenCV.
-
-    ``buffer``, an earlier result of the same shape, is decoded into (saves page faults on big images).
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise EvaluationInputError(f"{path}: file not found")
-    img = None
-    if buffer is not None:
-        try:
-            img = cv2.imread(path, buffer, cv2.IMREAD_UNCHANGED)
-        except (
-            cv2.error,
-            TypeError,
-        ):  # the buffer does not fit this image (or OpenCV < 4.10: no dst argument)
-            img = None
-    if img is None or img.size == 0:
-        img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise EvaluationInputError(f"{path}: cannot read image")
-    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise EvaluationInputError(f"{path}: expected an 8-bit RGB panoptic PNG, got {img.dtype} {img.shape}")
-    return img
-
-
-def bgr_id16_view(img: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Zero-copy uint16 view ``G + 256 R`` of a BGR(A) image (byte offset 1, pixel stride), and whether it holds
-    the whole id, i.e. every B is 0 (true for Cityscapes ids < 2^16). The view is byte-swapped relative to the id
-    ``R + 256 G``: see :func:`swap_id16`."""
-    height, width, channels = img.shape
-    img = np.ascontiguousarray(img)
-    view = np.ndarray((height, width), "<u2", buffer=img, offset=1, strides=(width * channels, channels))
-    return view, cv2.countNonZero(cv2.extractChannel(img, 0)) == 0
-
-
-def bgr_to_id(img: np.ndarray) -> np.ndarray:
-    """Segment ids ``R + 256 G + 256^2 B`` (uint32) of a BGR(A) image."""
-    img32 = img[..., :3].astype(np.uint32)
-    return img32[..., 2] + (img32[..., 1] << 8) + (img32[..., 0] << 16)
-
-
-def swap_id16(ids):
-    """Swap the two bytes of 16-bit values: ``G + 256 R`` <-> ``R + 256 G``."""
-    return ((ids & 0xFF) << 8) | ((ids >> 8) & 0xFF)
-
-
-def read_panoptic_ids(path: str | os.PathLike) -> np.ndarray:
-    """Segment ids ``R + 256 G + 256^2 B`` of a COCO panoptic PNG as an HxW int64 array (alpha ignored, as the
-    official script does)."""
-    return bgr_to_id(read_panoptic_bgr(path)).astype(np.int64)
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise EvaluationInputError(f"{path}: file not found")
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
-        raise EvaluationInputError(f"{path}: not a readable JSON file ({exc})") from None
-    if not isinstance(data, dict):
-        raise EvaluationInputError(f"{path}: expected a JSON object")
-    return data
 
 
 def panoptic_categories() -> list[dict]:
@@ -286,9 +87,11 @@ def to_numpy(x) -> np.ndarray:
 
 
 _FAST_PNG = [cv2.IMWRITE_PNG_COMPRESSION, 1]
-if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # unfiltered rows decode several times faster (OpenCV >= 4.10)
+if hasattr(cv2, "IMWRITE_PNG_FILTER"):  # unfiltered rows decode faster (OpenCV >= 4.10)
     _FAST_PNG += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE]
 """PNG writer settings: fast to write and, above all, fast to decode for every evaluator."""
+_MASK_PNG = _FAST_PNG + [cv2.IMWRITE_PNG_BILEVEL, 1]
+"""Instance masks as 1-bit PNGs (0/1 in, read back as 0/255 by PIL's ``L`` conversion): an eighth of the data."""
 
 _TRAIN_TO_LABEL = np.zeros(256, np.uint8)
 _TRAIN_TO_LABEL[:NUM_CLASSES] = TRAIN_ID_TO_LABEL_ID
@@ -340,7 +143,7 @@ def write_instance_prediction(out_dir: str | os.PathLike, image_name: str, insta
         if not 0 <= t < NUM_CLASSES:
             continue
         path = Path(f"{mask_stem}_{k:04d}.png")
-        cv2.imwrite(str(path), mask.astype(np.uint8) * 255, _FAST_PNG)
+        cv2.imwrite(str(path), mask.astype(np.uint8), _MASK_PNG)
         rel = os.path.relpath(path, txt.parent).replace(os.sep, "/")
         lines.append(f"{rel} {int(TRAIN_ID_TO_LABEL_ID[t])} {float(s)!r}\n")
     txt.write_text("".join(lines))

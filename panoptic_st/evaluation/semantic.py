@@ -34,8 +34,8 @@ from panoptic_st.data.labels import (
     NUM_CLASSES,
     PROTOCOLS,
 )
-from panoptic_st.evaluation.export import (
-    EvaluationInputError,
+from panoptic_st.errors import EvaluationInputError
+from panoptic_st.evaluation.files import (
     find_ground_truth,
     match_prediction_files,
     read_label_png,
@@ -60,7 +60,7 @@ def confusion_matrix(
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape")
     c = num_classes
-    if pred.device.type == "cpu":  # numpy's bincount is several times faster than torch's on the CPU
+    if pred.device.type == "cpu":  # numpy's bincount is faster than torch's on the CPU
         # as unsigned, negative values are huge: one minimum() sends everything outside [0, C) to C
         t = np.minimum(target.reshape(-1).numpy().astype(np.int64, copy=False).view(np.uint64), c)
         p = np.minimum(pred.reshape(-1).numpy().astype(np.int64, copy=False).view(np.uint64), c)

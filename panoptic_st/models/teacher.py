@@ -19,8 +19,8 @@ class MomentumTeacher(nn.Module):
     copies the student's whole state (so a student loaded after construction is picked up); a non-finite student is
     refused (`TrainingDiverged`), never averaged in. The teacher is always in eval mode and never needs gradients;
     its state, including whether it was initialised, is an ordinary state_dict. SAC uses m=0.99 every 100 steps; the instance branch m=0.999 every step.
-    The copy runs in channels_last (NHWC) memory format: 20-25% faster forwards on CPU, the same outputs to ~1e-6;
-    copies and averaging updates keep that layout.
+    The copy runs in channels_last (NHWC) memory format (faster forwards on CPU, the same outputs up to rounding;
+    measurements: docs/results.md); copies and averaging updates keep that layout.
     Under DDP the teacher is a submodule of the wrapped LightningModule, so DDP's buffer broadcast (rank 0's
     buffers before every forward) keeps its BatchNorm statistics identical on all processes; its parameters
     follow identical students (tests/test_ddp.py).
