@@ -41,6 +41,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
                      help="index of the first val image (200: a held-out split beside the default val)")
     toy.add_argument("--object-texture", type=float, default=0.0,
                      help="stripe amplitude on the things of the Cityscapes-style images (an instance domain gap)")
+    toy.add_argument("--instance-gap", action="store_true",
+                     help="Cityscapes-style scenes with rows of touching parked cars, groups of pedestrians and "
+                          "riders side by side, things striped (an instance domain gap; sources unchanged)")
     toy.add_argument("--height", type=int, default=None, help="image height in pixels")
     toy.add_argument("--width", type=int, default=None, help="image width in pixels")
     toy.add_argument("--native-size", action="store_true",
@@ -161,7 +164,8 @@ def cmd_make_toy(args: argparse.Namespace) -> int:
                                ("height", args.height), ("width", args.width)) if v is not None}
     sizes = {**(NATIVE_COUNTS if args.native_size else {}), **given}
     make_toy(Path(args.out), seed=args.seed, workers=args.workers, val_start=args.val_start,
-             object_texture=args.object_texture, native_size=args.native_size, **sizes)
+             object_texture=args.object_texture, native_size=args.native_size, instance_gap=args.instance_gap,
+             **sizes)
     return 0
 
 

@@ -22,9 +22,9 @@ TOY = ["--workers", "1", "--n-source", "3", "--n-target", "3", "--n-val", "2", "
 KILLED_MAKE_TOY = """
 import os, signal, sys
 from panoptic_st.cli import main
-from panoptic_st.data import toy
+from panoptic_st.data.toy import driver
 
-make_one, made = toy._make_one, []
+make_one, made = driver._make_one, []
 
 def killed_after_some_images(task):
     made.append(task)
@@ -32,7 +32,7 @@ def killed_after_some_images(task):
         os.kill(os.getpid(), signal.SIGKILL)
     return make_one(task)
 
-toy._make_one = killed_after_some_images
+driver._make_one = killed_after_some_images
 main(["data", "make-toy", "--out", sys.argv[1], "--seed", sys.argv[3], *sys.argv[4:]])
 """
 
