@@ -1,6 +1,9 @@
 """Benchmark: one SAC self-training step at the toy configuration and the share spent outside the networks.
 
-    python experiments/benchmarks/bench_sac_step.py [--threads 1] [--steps 10] [--warmup 2] [--limit 10]
+    python experiments/benchmarks/bench_sac_step.py [--threads 1] [--steps 5] [--warmup 2] [--limit 5]
+
+Acceptance: at most 5 % of the step outside the networks, as the median of the per-step shares of `--steps` (5)
+steps.
 
 Configuration: `toy/semantic_selftrain` (DeepLabV2, mobilenetv3_large_100 encoder, output stride 16, random
 weights, no checkpoint), source batch 8 crops and target batch 2 images x 4 views at 96x192, with synthetic
@@ -34,6 +37,7 @@ import torch
 
 from panoptic_st.config import load_config
 from panoptic_st.data.labels import IGNORE_INDEX, NUM_CLASSES
+from panoptic_st.ops.classes import max_over_classes
 from panoptic_st.ops.images import normalize
 from panoptic_st.semantic.losses import focal_target_loss, source_cross_entropy, target_weight
 from panoptic_st.semantic.module import SemanticModule
@@ -105,8 +109,10 @@ def instrumented_target_loss(module: SemanticModule, images: torch.Tensor, t: Ti
             probs, valid = fuse_views(teacher_logits, affines, cfg.group_size)
         with t("prior/thresholds/labels"):
             prior = module.prior.observe(probs)
-            theta = adaptive_thresholds(probs, prior, cfg.threshold_scale, cfg.threshold_min, cfg.prior_tau)
-            labels, confidence = pseudo_labels(probs, theta)
+            maxima = max_over_classes(probs)
+            theta = adaptive_thresholds(probs, prior, cfg.threshold_scale, cfg.threshold_min, cfg.prior_tau,
+                                        maxima)
+            labels, confidence = pseudo_labels(probs, theta, maxima=maxima)
             labels[~valid] = IGNORE_INDEX
     with t("photometric_noise"):
         student_views = photometric_noise(views) if cfg.photometric_noise else views
@@ -173,9 +179,9 @@ def check_replica(module: SemanticModule, target: torch.Tensor) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--limit", type=float, default=10.0, help="max share outside the networks, in %%")
+    parser.add_argument("--limit", type=float, default=5.0, help="max share outside the networks, in %%")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -227,7 +233,8 @@ def main() -> None:
     )
     print(f"whole step (uninstrumented)   {1e3 * statistics.median(plain):9.1f} ms")
     verdict = "PASS" if 100 * share <= args.limit else "FAIL"
-    print(f"share outside the networks: {100 * share:.1f}%  (limit {args.limit:.0f}%)  {verdict}")
+    print(f"share outside the networks (median of {args.steps} steps): {100 * share:.1f}%  (limit {args.limit:.0f}%)"
+          f"  {verdict}")
 
 
 if __name__ == "__main__":

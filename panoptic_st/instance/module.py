@@ -120,7 +120,7 @@ class InstanceModule(L.LightningModule):
                           w_instance=cfg.dice_weight, w_unlabelled=cfg.unlabelled_push_weight,
                           w_consistency=cfg.consistency_weight)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def semantic_masks(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """(argmax trainIds [B, H, W], probabilities [B, C, H, W]) of the frozen semantic network."""
         probs = self.semantic_net(normalize(images)).softmax(dim=1)
@@ -131,7 +131,8 @@ class InstanceModule(L.LightningModule):
         """Instance pseudo-labels [B, H, W]: momentum embeddings clustered inside the predicted thing masks,
         without the instances the semantic network is not confident of (`instance.pseudo_label_min_confidence`)."""
         semantic, probs = self.semantic_masks(images)
-        embeddings = self.teacher(normalize(images))
+        with torch.inference_mode():
+            embeddings = self.teacher(normalize(images))
         maps = []
         for b in range(images.shape[0]):
             instances, classes = self.cluster(embeddings[b], semantic[b], self.cfg.pseudo_label_max_points)

@@ -18,6 +18,7 @@ from panoptic_st.guards import count_nonfinite, validation_scores
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.deeplab import build_deeplab, param_groups
 from panoptic_st.models.teacher import MomentumTeacher
+from panoptic_st.ops.classes import max_over_classes
 from panoptic_st.ops.geometry import warp_labels
 from panoptic_st.ops.images import IMAGENET_MEAN, IMAGENET_STD, normalize, renormalisation
 from panoptic_st.ops.networks import parameter_distance
@@ -114,8 +115,10 @@ class SemanticModule(L.LightningModule):
         with torch.no_grad():
             probs, valid = fuse_views(self.teacher(normalize(views)), affines, cfg.group_size)
             prior = self.prior.observe(probs)
-            theta = adaptive_thresholds(probs, prior, cfg.threshold_scale, cfg.threshold_min, cfg.prior_tau)
-            labels, confidence = pseudo_labels(probs, theta)
+            maxima = max_over_classes(probs)
+            theta = adaptive_thresholds(probs, prior, cfg.threshold_scale, cfg.threshold_min, cfg.prior_tau,
+                                        maxima)
+            labels, confidence = pseudo_labels(probs, theta, maxima=maxima)
             labels[~valid] = IGNORE_INDEX
             if guide_instances is not None:
                 chosen = torch.stack([keep_random_segments(g, cfg.guided_fraction, exact_count=True)

@@ -238,13 +238,15 @@ def adaptive_thresholds(
     upper: float = 0.75,
     lower: float = 0.2,
     beta: float = 1e-3,
+    maxima: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """theta [B, C] = max(lower, upper * peak_{b,c} * (1 - exp(-chi_c / beta))) for probs [B, C, H, W].
 
     peak_{b,c} is the highest max-probability among the pixels of image b whose argmax is c (0 if none).
+    `maxima` is `max_over_classes(probs)` when the caller already has it.
     """
     batch, classes = probs.shape[:2]
-    confidence, argmax = max_over_classes(probs)
+    confidence, argmax = max_over_classes(probs) if maxima is None else maxima
     peaks = probs.new_zeros(batch, classes).scatter_reduce_(
         1, argmax.view(batch, -1), confidence.view(batch, -1), reduce="amax"
     )
@@ -253,11 +255,14 @@ def adaptive_thresholds(
 
 
 def pseudo_labels(
-    probs: torch.Tensor, theta: torch.Tensor, ignore_index: int = IGNORE_INDEX
+    probs: torch.Tensor,
+    theta: torch.Tensor,
+    ignore_index: int = IGNORE_INDEX,
+    maxima: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(labels [B, H, W], confidence [B, H, W]): argmax c where its probability > theta[b, c], else ignore_index;
-    confidence is each pixel's max probability."""
-    confidence, argmax = max_over_classes(probs)
+    confidence is each pixel's max probability (`maxima` is `max_over_classes(probs)` when already computed)."""
+    confidence, argmax = max_over_classes(probs) if maxima is None else maxima
     threshold = theta.gather(1, argmax.view(probs.shape[0], -1)).view_as(confidence)
     labels = torch.where(confidence > threshold, argmax, torch.full_like(argmax, ignore_index))
     return labels, confidence
