@@ -12,10 +12,11 @@ from torch import nn
 
 from panoptic_st.errors import CheckpointError
 from panoptic_st.instance.pseudo_labels import ClusteringSettings
+from panoptic_st.instance.spatial import build_instance_network
 from panoptic_st.models.deeplab import build_deeplab
-from panoptic_st.models.unet import build_embedding_unet
 
-COMPATIBILITY_KEYS = ("branch", "arch", "encoder", "output_stride", "num_classes", "embedding_dim")
+COMPATIBILITY_KEYS = ("branch", "arch", "encoder", "output_stride", "num_classes", "embedding_dim",
+                      "spatial_embedding")
 
 
 # Hyperparameters every checkpoint of a branch carries (a checkpoint without them is not one of ours).
@@ -139,13 +140,14 @@ def semantic_network_from_checkpoint(path: str | Path) -> nn.Module:
 
 
 def instance_network_from_checkpoint(path: str | Path) -> tuple[nn.Module, ClusteringSettings]:
-    """A frozen embedding U-Net (eval mode, channels_last) and the clustering settings it was trained with, from an
-    instance checkpoint (checkpoints written before the settings were stored get the defaults, with its classes)."""
+    """A frozen embedding U-Net (eval mode, channels_last; a spatial embedding network when it was trained as one) and
+    the clustering settings it was trained with, from an instance checkpoint (checkpoints written before the settings
+    were stored get the defaults, with its classes)."""
     state = load_panoptic_checkpoint(path)
     hp = state["hyper_parameters"]
     if hp["branch"] != "instance":
         raise CheckpointError(f"{path}: not an instance-branch checkpoint (branch={hp['branch']!r})")
-    net = build_embedding_unet(hp["encoder"], hp["embedding_dim"])
+    net = build_instance_network(hp["encoder"], hp["embedding_dim"], spatial_scale=hp.get("spatial_scale"))
     load_weights_into(net, network_weights(state), path)
     if not hp.get("clustering"):
         print(f"warning: {path} stores no clustering settings (written by an older version); using the defaults "
