@@ -12,10 +12,11 @@ from torch import nn
 
 from panoptic_st.errors import CheckpointError
 from panoptic_st.instance.pseudo_labels import ClusteringSettings
+from panoptic_st.instance.spatial import build_instance_network
 from panoptic_st.models.deeplab import build_deeplab
-from panoptic_st.models.unet import build_embedding_unet
 
-COMPATIBILITY_KEYS = ("branch", "arch", "encoder", "output_stride", "num_classes", "embedding_dim")
+COMPATIBILITY_KEYS = ("branch", "arch", "encoder", "output_stride", "num_classes", "embedding_dim",
+                      "spatial_embedding")
 
 
 # Hyperparameters every checkpoint of a branch carries (a checkpoint without them is not one of ours).
@@ -142,7 +143,7 @@ def frozen_network(state: dict, path: str | Path) -> nn.Module:
     if hp["branch"] == "semantic":
         net = build_deeplab(hp["arch"], hp["encoder"], hp["num_classes"], hp.get("output_stride", 8))
     else:
-        net = build_embedding_unet(hp["encoder"], hp["embedding_dim"])
+        net = build_instance_network(hp["encoder"], hp["embedding_dim"], spatial_scale=hp.get("spatial_scale"))
     load_weights_into(net, network_weights(state), path)
     return net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
 
@@ -154,8 +155,9 @@ def network_from_checkpoint(path: str | Path, branch: str) -> nn.Module:
 
 
 def instance_network_from_checkpoint(path: str | Path) -> tuple[nn.Module, ClusteringSettings]:
-    """A frozen embedding U-Net (eval mode, channels_last) and the clustering settings it was trained with, from an
-    instance checkpoint (checkpoints written before the settings were stored get the defaults, with its classes)."""
+    """A frozen embedding U-Net (eval mode, channels_last; a spatial embedding network when it was trained as one) and
+    the clustering settings it was trained with, from an instance checkpoint (checkpoints written before the settings
+    were stored get the defaults, with its classes)."""
     state = load_branch_checkpoint(path, "instance")
     hp = state["hyper_parameters"]
     if not hp.get("clustering"):

@@ -182,6 +182,15 @@ class InstanceConfig:
     # of that recall and perfect precision). The oracle needs target instance labels (toy, Cityscapes train).
     pseudo_labels: str = "teacher"
     oracle_fraction: float = 1.0
+    # Spatial embeddings (`panoptic_st/instance/spatial.py`): the U-Net also predicts a 2-d offset per pixel, and the
+    # losses and the clustering act on [appearance, spatial_scale * (x, y) + offset], with (x, y) the pixel's column
+    # and row. spatial_scale is in embedding units per pixel: pixels of one instance are pulled within
+    # delta_v / spatial_scale pixels of its centre, and mean-shift+ keeps apart modes whose centres lie more than
+    # delta_d / spatial_scale pixels apart.
+    spatial_embedding: bool = False
+    spatial_scale: float = 0.1
+    # Mean-shift bandwidth in the joint space of spatial embeddings; None uses `bandwidth`.
+    spatial_bandwidth: float | None = None
 
 
 @dataclass

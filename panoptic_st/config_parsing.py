@@ -201,6 +201,11 @@ def validate(cfg: ExperimentConfig) -> None:
         part = getattr(cfg, branch)
         _require(math.isfinite(part.lr) and part.lr > 0, f"{branch}.lr", "a finite number > 0", part.lr)
         _require(part.mode in MODES, f"{branch}.mode", f"one of {', '.join(MODES)}", part.mode)
+    i = cfg.instance
+    _require(math.isfinite(i.spatial_scale) and i.spatial_scale > 0, "instance.spatial_scale", "a finite number > 0",
+             i.spatial_scale)
+    _require(i.spatial_bandwidth is None or i.spatial_bandwidth > 0, "instance.spatial_bandwidth", "> 0 (or null)",
+             i.spatial_bandwidth)
     _require(cfg.logger.kind in LOGGER_KINDS, "logger.kind", f"one of {', '.join(LOGGER_KINDS)}", cfg.logger.kind)
     t = cfg.trainer
     _require(t.max_steps >= 1, "trainer.max_steps", "at least 1 (a run trains a fixed number of steps)", t.max_steps)

@@ -285,18 +285,21 @@ def spoco_loss(
     max_anchors: int = 20,
     volume_threshold: float = 0.05,
     generator: torch.Generator | None = None,
+    appearance_dim: int | None = None,
 ) -> dict[str, Tensor]:
     """All SPOCO terms and their weighted sum under key "loss".
 
     `epsilon` (see `margin_epsilon`) widens the pull margin delta_v and the push margins delta_d; the Dice
     kernel keeps delta_v. The consistency term needs `emb_g` and is weighted by `w_consistency`, which is
     honoured (the public SPOCO code ignores its consistency weight, a quirk not reproduced here).
+    With `appearance_dim`, the regulariser sees only the first that many channels (the appearance part of joint
+    embeddings, `instance/spatial.py`: the norm of a position would draw every centre towards the image corner).
     """
     dv, dd = delta_v + epsilon, delta_d + epsilon
     terms = {
         "pull": _per_image(_pull, emb_f, labels, dv),
         "push": _per_image(_push, emb_f, labels, dd),
-        "reg": _per_image(_regulariser, emb_f, labels),
+        "reg": _per_image(_regulariser, emb_f.narrow(-3, 0, appearance_dim or emb_f.shape[-3]), labels),
         "instance": _per_image(_instance_dice, emb_f, labels, delta_v, anchor_pixels, generator),
         "unlabelled": _per_image(_unlabelled_push, emb_f, labels, dd),
     }

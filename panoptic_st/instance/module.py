@@ -27,12 +27,12 @@ from panoptic_st.instance.pseudo_labels import (
     drop_unconfident_instances,
     drop_unstable_instances,
 )
+from panoptic_st.instance.spatial import build_instance_network, joint_space_precision, rotate_back_embeddings
 from panoptic_st.instance.statistics import PSEUDO_LABEL_KINDS, pseudo_label_kinds
 from panoptic_st.models.batchnorm import freeze_batchnorm
 from panoptic_st.models.teacher import MomentumTeacher
-from panoptic_st.models.unet import build_embedding_unet
 from panoptic_st.ops.classes import max_over_classes
-from panoptic_st.ops.geometry import rotate, rotate_back
+from panoptic_st.ops.geometry import rotate
 from panoptic_st.ops.images import normalize
 from panoptic_st.ops.segments import keep_random_segments
 from panoptic_st.panoptic.predictor import ap_input, predict_images
@@ -66,13 +66,17 @@ class InstanceModule(L.LightningModule):
             raise ValueError(f"instance.oracle_fraction must lie in (0, 1], got {cfg.oracle_fraction}")
         self.cfg = cfg
         self.classes = resolve_classes(list(cfg.classes))
-        self.clustering = ClusteringSettings(self.classes, cfg.clustering, cfg.bandwidth, cfg.delta_d, cfg.min_size,
+        self.spatial_scale = cfg.spatial_scale if cfg.spatial_embedding else None
+        joint_bandwidth = cfg.spatial_embedding and cfg.spatial_bandwidth is not None
+        bandwidth = cfg.spatial_bandwidth if joint_bandwidth else cfg.bandwidth
+        self.clustering = ClusteringSettings(self.classes, cfg.clustering, bandwidth, cfg.delta_d, cfg.min_size,
                                              cfg.postprocess_kernel)
         encoder = cfg.encoder if cfg.encoder.startswith("tu-") else f"tu-{cfg.encoder}"
         clustering = {**self.clustering.__dict__, "classes": list(self.classes)}
         self.save_hyperparameters({"branch": "instance", "encoder": encoder, "embedding_dim": cfg.embedding_dim,
-                                   "classes": list(self.classes), "mode": cfg.mode, "clustering": clustering})
-        self.net = build_embedding_unet(encoder, cfg.embedding_dim, cfg.encoder_weights_file)
+                                   "classes": list(self.classes), "mode": cfg.mode, "clustering": clustering,
+                                   "spatial_embedding": cfg.spatial_embedding, "spatial_scale": self.spatial_scale})
+        self.net = build_instance_network(encoder, cfg.embedding_dim, cfg.encoder_weights_file, self.spatial_scale)
         if cfg.mode == "self_train" and cfg.freeze_batchnorm:
             freeze_batchnorm(self.net)
         self.teacher = MomentumTeacher(self.net, cfg.teacher_momentum, interval=1)
@@ -84,7 +88,8 @@ class InstanceModule(L.LightningModule):
         self.media_sample: dict[str, Tensor] = {}
 
     def forward(self, images: Tensor) -> Tensor:
-        """Pixel embeddings [B, D, H, W] of images in [0, 1]."""
+        """Pixel embeddings [B, D, H, W] of images in [0, 1] (joint embeddings [B, D+2, H, W] with
+        `instance.spatial_embedding`)."""
         return self.net(normalize(images))
 
     def state_dict(self, *args, **kwargs) -> dict:
@@ -113,12 +118,14 @@ class InstanceModule(L.LightningModule):
         emb_g = valid = None
         if consistency and cfg.consistency_weight > 0:
             angles = sample_angles(images.shape[0], max_angle=cfg.consistency_max_angle).to(images.device)
-            emb_g, valid = rotate_back(self.teacher(normalize(rotate(images, angles))), angles)
+            emb_g, valid = rotate_back_embeddings(self.teacher(normalize(rotate(images, angles))), angles,
+                                                  self.spatial_scale)
         eps = margin_epsilon(self.global_step, cfg.margin_epsilon, cfg.margin_decay)
-        return spoco_loss(emb, labels, emb_g, valid, delta_v=cfg.delta_v, delta_d=cfg.delta_d, epsilon=eps,
-                          w_pull=cfg.pull_weight, w_push=cfg.push_weight, w_reg=cfg.reg_weight,
-                          w_instance=cfg.dice_weight, w_unlabelled=cfg.unlabelled_push_weight,
-                          w_consistency=cfg.consistency_weight)
+        with joint_space_precision(self.spatial_scale is not None, images.device.type):
+            return spoco_loss(emb, labels, emb_g, valid, delta_v=cfg.delta_v, delta_d=cfg.delta_d, epsilon=eps,
+                              w_pull=cfg.pull_weight, w_push=cfg.push_weight, w_reg=cfg.reg_weight,
+                              w_instance=cfg.dice_weight, w_unlabelled=cfg.unlabelled_push_weight,
+                              w_consistency=cfg.consistency_weight, appearance_dim=cfg.embedding_dim)
 
     @torch.inference_mode()
     def semantic_masks(self, images: Tensor) -> tuple[Tensor, Tensor]:

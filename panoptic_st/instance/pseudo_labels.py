@@ -51,17 +51,19 @@ def cluster_embeddings(points: Tensor, method: str, bandwidth: float, delta_d: f
 
     With `max_points`, mean-shift finds its modes on at most that many evenly spaced points (in the given order,
     i.e. a regular spatial subsample of a mask) and every point takes its nearest mode: a large mask then costs
-    about as much as a mask of `max_points` pixels.
+    about as much as a mask of `max_points` pixels. Autocast is off: distances from bf16 or fp16 matrix products of
+    embeddings as large as joint positions (`instance/spatial.py`) are coarser than the bandwidth.
     """
-    if method == "agglomerative":
-        return agglomerative_clusters(points, distance_threshold=delta_d)
-    if max_points is not None and points.shape[0] > max_points:
-        index = torch.linspace(0, points.shape[0] - 1, max_points, device=points.device).round().long()
-        _, modes = mean_shift(points[index], bandwidth)
-        labels = nearest_center(points.float() - modes.mean(0), modes - modes.mean(0))
-    else:
-        labels, _ = mean_shift(points, bandwidth)
-    return merge_clusters(points, labels, delta_d) if method == "meanshift+" else labels
+    with torch.autocast(points.device.type, enabled=False):
+        if method == "agglomerative":
+            return agglomerative_clusters(points, distance_threshold=delta_d)
+        if max_points is not None and points.shape[0] > max_points:
+            index = torch.linspace(0, points.shape[0] - 1, max_points, device=points.device).round().long()
+            _, modes = mean_shift(points[index], bandwidth)
+            labels = nearest_center(points.float() - modes.mean(0), modes - modes.mean(0))
+        else:
+            labels, _ = mean_shift(points, bandwidth)
+        return merge_clusters(points, labels, delta_d) if method == "meanshift+" else labels
 
 
 def instance_pseudo_labels(
