@@ -160,9 +160,10 @@ def instance_network_from_checkpoint(path: str | Path) -> tuple[nn.Module, Clust
     were stored get the defaults, with its classes)."""
     state = load_branch_checkpoint(path, "instance")
     hp = state["hyper_parameters"]
+    net = frozen_network(state, path)
     if not hp.get("clustering"):
         print(f"warning: {path} stores no clustering settings (written by an older version); using the defaults "
               "(bandwidth 0.5, min_size 50): pass --bandwidth / --min-size to match its training", file=sys.stderr)
     stored = dict(hp.get("clustering") or {"classes": hp.get("classes", ClusteringSettings.classes)})
     stored["classes"] = tuple(stored["classes"])
-    return frozen_network(state, path), ClusteringSettings(**stored)
+    return net, ClusteringSettings(**stored)
