@@ -12,6 +12,10 @@
 
     python experiments/instance_pseudo_label_quality.py [--seed 0] [--runs runs/panoptic_seeds] [--images 50]
         [--checkpoints A.ckpt B.ckpt ...] [--stability-bandwidth 1.5]
+
+3. With `--compare A.ckpt B.ckpt ...` only: each checkpoint's pseudo-instances inside the ground-truth semantic
+   masks of target train images (true, merged, fragments, other per image, precision, recall), e.g. the
+   appearance-only against the joint (spatial) embedding on `make-toy --instance-gap` data.
 """
 
 from __future__ import annotations
@@ -93,6 +97,34 @@ def separation(checkpoint: Path, images: Subset, min_pixels: int = 30) -> tuple[
     return float(torch.tensor(nearest).median()), sum(spread) / max(len(spread), 1)
 
 
+@torch.no_grad()
+def kinds_in_truth_masks(checkpoint: Path, images: Subset) -> dict[str, float]:
+    """Pseudo-instances per image by kind (`pseudo_label_kinds`) of an instance checkpoint clustered inside the
+    ground-truth semantic masks, with the ground-truth instances per image (`objects`) for the recall."""
+    predictor = PanopticPredictor.from_checkpoints(None, [checkpoint], masks="gt")
+    classes = predictor.clustering[0].classes
+    totals = dict.fromkeys((*PSEUDO_LABEL_KINDS, "objects"), 0)
+    for batch in DataLoader(images, batch_size=10):
+        truths = source_instance_labels(batch["semantic"], batch["instance"], classes)
+        for pred, truth in zip(predictor.predict(batch["image"], batch["semantic"]), truths):
+            for kind, count in pseudo_label_kinds(pred["instances"], truth).items():
+                totals[kind] += count
+            totals["objects"] += int((torch.unique(truth) > 0).sum())
+    return {kind: count / len(images) for kind, count in totals.items()}
+
+
+def compare_embeddings(checkpoints: list[Path], images: Subset) -> None:
+    """Print one row per checkpoint: true, merged, fragment and other pseudo-instances per image, precision and
+    recall, clustered inside the ground-truth masks (the embedding alone, no semantic branch)."""
+    print(f"Pseudo-instances per target train image in ground-truth masks ({len(images)} images):")
+    print("| checkpoint | true | merged | fragments | other | precision | recall |\n|---|---:|---:|---:|---:|---:|---:|")
+    for checkpoint in checkpoints:
+        k = kinds_in_truth_masks(checkpoint, images)
+        found = sum(k[kind] for kind in PSEUDO_LABEL_KINDS)
+        print(f"| {checkpoint} | {k['true']:.2f} | {k['merge']:.2f} | {k['fragment']:.2f} | {k['other']:.2f} | "
+              f"{k['true'] / max(found, 1e-9):.3f} | {k['true'] / max(k['objects'], 1e-9):.3f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
@@ -101,7 +133,14 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=50)
     parser.add_argument("--checkpoints", type=Path, nargs="*")
     parser.add_argument("--stability-bandwidth", type=float, help="also apply the stability filter at this bandwidth")
+    parser.add_argument("--compare", type=Path, nargs="+", metavar="CKPT",
+                        help="only compare these instance checkpoints (e.g. appearance-only and joint embedding) "
+                             "inside ground-truth masks on target train images")
     args = parser.parse_args()
+    if args.compare:
+        compare_embeddings(args.compare, evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"),
+                                                       args.images))
+        return
     run = args.runs / f"seed{args.seed}"
     teacher = pseudo_labeller(args.seed, run / "instance_baseline" / "final.ckpt",
                               run / "semantic_self_train" / "final.ckpt")

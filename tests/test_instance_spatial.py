@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_overrides
 
 from panoptic_st.config import load_config
 from panoptic_st.instance.losses import (
@@ -14,8 +15,6 @@ from panoptic_st.instance.losses import (
     pull_loss,
     push_loss,
     regulariser_loss,
-    rotate,
-    rotate_back,
     spoco_loss,
     unlabelled_push_loss,
 )
@@ -28,13 +27,13 @@ from panoptic_st.instance.spatial import (
     pixel_coordinates,
     rotate_back_embeddings,
 )
+from panoptic_st.ops.geometry import rotate, rotate_back
 from panoptic_st.panoptic.predictor import PanopticPredictor
 from panoptic_st.training import train
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
-TINY = ["data.num_workers=0", "data.crop=[64,128]", "data.target_size=[64,128]", "data.batch_size=2",
-        "data.target_batch_size=2", "data.val_batch_size=3", "trainer.progress_bar=false",
-        "trainer.log_every_n_steps=1", "trainer.limit_val_batches=0", "trainer.max_steps=2"]
+TINY = tiny_overrides("data.batch_size=2", "data.target_batch_size=2", "data.val_batch_size=3",
+                      "trainer.limit_val_batches=0", "trainer.max_steps=2")
 
 
 def centre_offsets(labels: torch.Tensor, scale: float) -> torch.Tensor:
