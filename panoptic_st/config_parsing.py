@@ -9,6 +9,7 @@ import difflib
 import functools
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -169,6 +170,14 @@ def _require(ok: bool, key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"config key '{key}' must be {rule}, got {value!r}")
 
 
+def _require_choice(value: Any, choices: Sequence[str], key: str) -> None:
+    """Refuse a value outside `choices` in one line naming the key, the choices and the closest one."""
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    if value not in choices:
+        raise ConfigError(f"config key '{key}' must be one of {', '.join(choices)}, got {value!r}{hint}")
+
+
 def _is_pair(value: Any, low: float) -> bool:
     return (isinstance(value, list) and len(value) == 2
             and all(isinstance(v, (int, float)) and math.isfinite(v) and v >= low for v in value))
@@ -183,7 +192,7 @@ def validate(cfg: ExperimentConfig) -> None:
     _require(d.max_items is None or d.max_items >= 1, "data.max_items", "at least 1 (or null)", d.max_items)
     _require(d.source_mix is None or 0.0 <= d.source_mix <= 1.0, "data.source_mix", "in [0, 1] (or null)",
              d.source_mix)
-    _require(d.target in DATASET_NAMES, "data.target", f"one of {', '.join(DATASET_NAMES)}", d.target)
+    _require_choice(d.target, DATASET_NAMES, "data.target")
     _require(bool(d.sources) and all(s in DATASET_NAMES for s in d.sources), "data.sources",
              f"a non-empty list of {', '.join(DATASET_NAMES)}", d.sources)
     for key in ("crop", "target_size"):
@@ -192,25 +201,22 @@ def validate(cfg: ExperimentConfig) -> None:
         value = getattr(d, key)
         _require(_is_pair(value, 1e-6) and value[0] <= value[1], f"data.{key}", "[low, high] with 0 < low <= high",
                  value)
-    _require(cfg.stage in STAGES, "stage", f"one of {', '.join(STAGES)}", cfg.stage)
-    _require(cfg.semantic.arch in SEMANTIC_ARCHS, "semantic.arch", f"one of {', '.join(SEMANTIC_ARCHS)}",
-             cfg.semantic.arch)
-    _require(cfg.semantic.optimizer in OPTIMIZERS, "semantic.optimizer", f"one of {', '.join(OPTIMIZERS)}",
-             cfg.semantic.optimizer)
+    _require_choice(cfg.stage, STAGES, "stage")
+    _require_choice(cfg.semantic.arch, SEMANTIC_ARCHS, "semantic.arch")
+    _require_choice(cfg.semantic.optimizer, OPTIMIZERS, "semantic.optimizer")
     for branch in ("semantic", "instance"):
         part = getattr(cfg, branch)
         _require(math.isfinite(part.lr) and part.lr > 0, f"{branch}.lr", "a finite number > 0", part.lr)
-        _require(part.mode in MODES, f"{branch}.mode", f"one of {', '.join(MODES)}", part.mode)
+        _require_choice(part.mode, MODES, f"{branch}.mode")
     i = cfg.instance
     _require(math.isfinite(i.spatial_scale) and i.spatial_scale > 0, "instance.spatial_scale", "a finite number > 0",
              i.spatial_scale)
     _require(i.spatial_bandwidth is None or i.spatial_bandwidth > 0, "instance.spatial_bandwidth", "> 0 (or null)",
              i.spatial_bandwidth)
-    _require(cfg.logger.kind in LOGGER_KINDS, "logger.kind", f"one of {', '.join(LOGGER_KINDS)}", cfg.logger.kind)
+    _require_choice(cfg.logger.kind, LOGGER_KINDS, "logger.kind")
     t = cfg.trainer
     _require(t.max_steps >= 1, "trainer.max_steps", "at least 1 (a run trains a fixed number of steps)", t.max_steps)
-    _require(t.on_nonfinite in NONFINITE_ACTIONS, "trainer.on_nonfinite", f"one of {', '.join(NONFINITE_ACTIONS)}",
-             t.on_nonfinite)
+    _require_choice(t.on_nonfinite, NONFINITE_ACTIONS, "trainer.on_nonfinite")
     _require(not (t.resume and t.overwrite), "trainer.overwrite",
              "false when trainer.resume=true (resume continues the run, overwrite starts it over)", t.overwrite)
 
