@@ -104,5 +104,5 @@ def test_an_unknown_logger_kind_is_one_error_line_naming_the_kinds(toy_root, tmp
                  f"output_dir={tmp_path}", "logger.kind=wandbb"])
     err = capsys.readouterr().err.strip()
     assert code == 1
-    assert err == "error: config key 'logger.kind' must be one of csv, tensorboard, wandb, got 'wandbb'"
+    assert err == "error: config key 'logger.kind' must be one of csv, tensorboard, wandb, got 'wandbb' (did you mean wandb?)"
     assert not (tmp_path / "logs").exists() and not (tmp_path / "final.ckpt").exists()
