@@ -18,19 +18,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
-from panoptic_st.data.labels import THING_TRAIN_IDS
 from panoptic_st.data.synthia import SynthiaDataset
 from panoptic_st.data.toy import make_toy
-from panoptic_st.evaluation.instance_records import OVERLAPS, mean_ap, records_at_threshold
-from panoptic_st.experiments.toy import MODELS, final_checkpoint, gain_cells, image_records, paired_gain
+from panoptic_st.experiments.toy import (
+    MODELS,
+    UNSEEN_SOURCE,
+    ap50,
+    final_checkpoint,
+    gain_cells,
+    paired_gain,
+)
 from panoptic_st.panoptic.predictor import PanopticPredictor
 from panoptic_st.training import train_or_reuse
-
-UNSEEN_SOURCE = {"seed": 1, "n_source": 200, "n_target": 1, "n_val": 1}
 
 
 def gap_rows(run_dir: Path, datasets: dict, seed: int) -> list[str]:
@@ -46,13 +47,6 @@ def instance_baseline(run_dir: Path, data: Path, seed: int) -> Path:
         f"seed={seed}", f"data.root={data}", f"output_dir={run_dir / MODELS[0]}",
         "trainer.limit_val_batches=0"])
     return Path(train_or_reuse(cfg)["checkpoint"])
-
-
-def ap50(predictor: PanopticPredictor, dataset) -> float:
-    """Class-mean AP50 of the predictor on a dataset."""
-    thr = int(np.flatnonzero(np.isclose(OVERLAPS, 0.5))[0])
-    records = [records_at_threshold(r, thr) for r in image_records(predictor, dataset)]
-    return mean_ap(records, len(THING_TRAIN_IDS))
 
 
 def baseline_gap_row(run_dir: Path, data: Path, datasets: dict, seed: int) -> str:

@@ -15,6 +15,7 @@ from panoptic_st.checkpoints import load_checkpoint_state
 from panoptic_st.cli import main
 from panoptic_st.config import ConfigError, load_config
 from panoptic_st.errors import TrainingDiverged
+from panoptic_st.guards import all_finite
 from panoptic_st.instance.module import InstanceModule
 from panoptic_st.models.teacher import MomentumTeacher
 from panoptic_st.resume import AtomicCheckpointIO
@@ -191,3 +192,14 @@ def test_under_ddp_a_nonfinite_loss_on_one_process_stops_every_process(toy_root,
     assert "error: step 2: train/loss not finite" in done.stderr  # the loss's gradient is finite: only rank 1 knows
     assert "error: step 2: a loss on another process not finite" in done.stderr
     assert _finite(tmp_path / "run" / "checkpoints" / "last.ckpt")["global_step"] == 1
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_all_finite_finds_any_nonfinite_value_and_accepts_large_finite_half_tensors(dtype):
+    finite = torch.full((1000,), 60000.0 if dtype == torch.float16 else 1e30, dtype=dtype)
+    assert all_finite([finite, torch.zeros(3)])
+    for bad in ([float("nan")], [float("inf")], [float("-inf")], [float("inf"), float("-inf")]):
+        broken = finite.clone()
+        broken[: len(bad)] = torch.tensor(bad, dtype=dtype)
+        assert not all_finite([torch.zeros(3), broken])
+    assert all_finite([torch.zeros(2, dtype=torch.int64)])

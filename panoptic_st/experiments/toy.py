@@ -9,11 +9,13 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import THING_TRAIN_IDS
 from panoptic_st.evaluation.instance import InstanceAP, InstanceRecords, paired_bootstrap
+from panoptic_st.evaluation.instance_records import OVERLAPS, mean_ap, records_at_threshold
 from panoptic_st.panoptic.predictor import PanopticPredictor, ap_input
 from panoptic_st.pipeline import DEMO_STAGES
 from panoptic_st.stages import run_chain
@@ -23,6 +25,8 @@ MODELS = ("instance_baseline", "instance_self_train")
 MASKS = ("self-trained semantic", "ground truth")
 HELDOUT = {"n_source": 0, "n_target": 1, "n_val": 800, "val_start": 200}
 """`make_toy` arguments of the held-out toy Cityscapes val images 200-999 of the same generator."""
+UNSEEN_SOURCE = {"seed": 1, "n_source": 200, "n_target": 1, "n_val": 1}
+"""`make_toy` arguments of 200 toy-SYNTHIA images no model trained on (data seed 1): the source side of a gap."""
 
 
 def final_checkpoint(run_dir: Path, stage: str) -> Path:
@@ -39,6 +43,13 @@ def image_records(predictor: PanopticPredictor, dataset: Dataset, batch_size: in
         for pred, semantic, instance in zip(preds, batch["semantic"], batch["instance"]):
             records.append(metric.records(ap_input(pred), {"semantic": semantic, "instance": instance}))
     return records
+
+
+def ap50(predictor: PanopticPredictor, dataset: Dataset) -> float:
+    """Class-mean AP50 of the predictor on a dataset."""
+    thr = int(np.flatnonzero(np.isclose(OVERLAPS, 0.5))[0])
+    records = [records_at_threshold(r, thr) for r in image_records(predictor, dataset)]
+    return mean_ap(records, len(THING_TRAIN_IDS))
 
 
 def paired_gain(predictors: Sequence[PanopticPredictor], dataset: Dataset) -> dict:
