@@ -11,7 +11,7 @@
    delta_d (2.0), so a shrinking nearest-instance distance means merged objects.
 
     python experiments/instance_pseudo_label_quality.py [--seed 0] [--runs runs/panoptic_seeds] [--images 50]
-        [--checkpoints A.ckpt B.ckpt ...] [--stability-bandwidth 1.5]
+        [--checkpoints A.ckpt B.ckpt ...] [--stability-bandwidth 1.5] [--compare A.ckpt B.ckpt --bandwidth 3.0]
 
 3. With `--compare A.ckpt B.ckpt ...` only: each checkpoint's pseudo-instances inside the ground-truth semantic
    masks of target train images (true, merged, fragments, other per image, precision, recall), e.g. the
@@ -98,10 +98,11 @@ def separation(checkpoint: Path, images: Subset, min_pixels: int = 30) -> tuple[
 
 
 @torch.no_grad()
-def kinds_in_truth_masks(checkpoint: Path, images: Subset) -> dict[str, float]:
+def kinds_in_truth_masks(checkpoint: Path, images: Subset, **clustering_overrides) -> dict[str, float]:
     """Pseudo-instances per image by kind (`pseudo_label_kinds`) of an instance checkpoint clustered inside the
-    ground-truth semantic masks, with the ground-truth instances per image (`objects`) for the recall."""
-    predictor = PanopticPredictor.from_checkpoints(None, [checkpoint], masks="gt")
+    ground-truth semantic masks (its stored clustering settings, but `clustering_overrides`), with the
+    ground-truth instances per image (`objects`) for the recall."""
+    predictor = PanopticPredictor.from_checkpoints(None, [checkpoint], masks="gt", **clustering_overrides)
     classes = predictor.clustering[0].classes
     totals = dict.fromkeys((*PSEUDO_LABEL_KINDS, "objects"), 0)
     for batch in DataLoader(images, batch_size=10):
@@ -113,13 +114,13 @@ def kinds_in_truth_masks(checkpoint: Path, images: Subset) -> dict[str, float]:
     return {kind: count / len(images) for kind, count in totals.items()}
 
 
-def compare_embeddings(checkpoints: list[Path], images: Subset) -> None:
+def compare_embeddings(checkpoints: list[Path], images: Subset, **clustering_overrides) -> None:
     """Print one row per checkpoint: true, merged, fragment and other pseudo-instances per image, precision and
     recall, clustered inside the ground-truth masks (the embedding alone, no semantic branch)."""
     print(f"Pseudo-instances per target train image in ground-truth masks ({len(images)} images):")
     print("| checkpoint | true | merged | fragments | other | precision | recall |\n|---|---:|---:|---:|---:|---:|---:|")
     for checkpoint in checkpoints:
-        k = kinds_in_truth_masks(checkpoint, images)
+        k = kinds_in_truth_masks(checkpoint, images, **clustering_overrides)
         found = sum(k[kind] for kind in PSEUDO_LABEL_KINDS)
         print(f"| {checkpoint} | {k['true']:.2f} | {k['merge']:.2f} | {k['fragment']:.2f} | {k['other']:.2f} | "
               f"{k['true'] / max(found, 1e-9):.3f} | {k['true'] / max(k['objects'], 1e-9):.3f} |", flush=True)
@@ -136,10 +137,13 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, nargs="+", metavar="CKPT",
                         help="only compare these instance checkpoints (e.g. appearance-only and joint embedding) "
                              "inside ground-truth masks on target train images")
+    parser.add_argument("--bandwidth", type=float,
+                        help="with --compare: cluster at this bandwidth instead of each checkpoint's own")
     args = parser.parse_args()
     if args.compare:
+        overrides = {} if args.bandwidth is None else {"bandwidth": args.bandwidth}
         compare_embeddings(args.compare, evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"),
-                                                       args.images))
+                                                       args.images), **overrides)
         return
     run = args.runs / f"seed{args.seed}"
     teacher = pseudo_labeller(args.seed, run / "instance_baseline" / "final.ckpt",
