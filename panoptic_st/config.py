@@ -191,6 +191,10 @@ class InstanceConfig:
     spatial_scale: float = 0.1
     # Mean-shift bandwidth in the joint space of spatial embeddings; None uses `bandwidth`.
     spatial_bandwidth: float | None = None
+    # Source training: each labelled source instance is, with this probability, copied beside itself (touching or
+    # partly covering it, re-lit), so that sparse source scenes show touching objects of one class
+    # (`panoptic_st/instance/crowding.py`); 0 turns it off.
+    paste_neighbours: float = 0.0
 
 
 @dataclass

@@ -213,6 +213,8 @@ def validate(cfg: ExperimentConfig) -> None:
              i.spatial_scale)
     _require(i.spatial_bandwidth is None or i.spatial_bandwidth > 0, "instance.spatial_bandwidth", "> 0 (or null)",
              i.spatial_bandwidth)
+    _require(0.0 <= i.paste_neighbours <= 1.0, "instance.paste_neighbours", "a probability in [0, 1]",
+             i.paste_neighbours)
     _require_choice(cfg.logger.kind, LOGGER_KINDS, "logger.kind")
     t = cfg.trainer
     _require(t.max_steps >= 1, "trainer.max_steps", "at least 1 (a run trains a fixed number of steps)", t.max_steps)

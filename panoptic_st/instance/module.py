@@ -19,6 +19,7 @@ from panoptic_st.data.labels import CLASS_NAMES
 from panoptic_st.evaluation.instance import InstanceAP
 from panoptic_st.guards import finite_outputs, validation_scores
 from panoptic_st.instance.classes import resolve_classes, source_instance_labels
+from panoptic_st.instance.crowding import paste_neighbours
 from panoptic_st.instance.losses import margin_epsilon, sample_angles, spoco_loss
 from panoptic_st.instance.pseudo_labels import (
     METHODS,
@@ -165,8 +166,11 @@ class InstanceModule(L.LightningModule):
         self.step_losses = {}
         source = batch.get("source") if "target" in batch else batch.get("source", batch)
         if source is not None:
+            images = source["image"]
             labels = source_instance_labels(source["semantic"], source["instance"], self.classes)
-            terms = self.loss_terms(source["image"], labels, consistency=self.cfg.mode == "self_train")
+            if self.cfg.paste_neighbours > 0:
+                images, labels = paste_neighbours(images, labels, self.cfg.paste_neighbours, self.cfg.min_size)
+            terms = self.loss_terms(images, labels, consistency=self.cfg.mode == "self_train")
             self.log_losses({f"train/source_{k}": v for k, v in terms.items()})
             parts.append((source["image"].shape[0], terms["loss"]))
         if self.cfg.mode == "self_train" and "target" in batch:
