@@ -82,3 +82,11 @@ def test_a_source_training_step_trains_on_the_pasted_scene(monkeypatch):
     monkeypatch.setattr(net, "log_dict", lambda *args, **kwargs: None)
     net.training_step({"image": images, "semantic": semantic, "instance": labels * 1000 + 1}, 0)
     assert len(seen["labels"].unique()) == 3  # background, the object and its pasted neighbour
+
+
+def test_an_object_hidden_by_an_earlier_copy_is_not_copied():
+    images, labels = one_object_scene(left=20, width=10)
+    labels[0, 8:16, 34:36] = 9  # two columns to the right: any copy of object 7 shifted right covers them
+    for seed in range(10):
+        _, out = paste_neighbours(images, labels, 1.0, min_size=16, generator=torch.Generator().manual_seed(seed))
+        assert out.max() <= 11

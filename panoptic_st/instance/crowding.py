@@ -16,7 +16,8 @@ def paste_neighbours(images: Tensor, labels: Tensor, probability: float, min_siz
                      generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     """Copies of objects pasted beside themselves: (images [B, 3, H, W] in [0, 1], instance labels [B, H, W]).
 
-    Each instance of at least `min_size` pixels is, with `probability`, copied (its pixels, brightness scaled by a
+    Each instance of at least `min_size` pixels (still visible after the copies pasted before it) is, with
+    `probability`, copied (its pixels, brightness scaled by a
     factor drawn from `BRIGHTNESS`, and a new instance id) and pasted in front of the scene, shifted left or right by
     a share of its width drawn from `SHIFT`; the part of the copy outside the image is dropped. The inputs are not
     changed. Random draws come from `generator` (default: the global generator of the images' device).
@@ -25,8 +26,9 @@ def paste_neighbours(images: Tensor, labels: Tensor, probability: float, min_siz
     for b in range(labels.shape[0]):
         ids, areas = torch.unique(labels[b], return_counts=True)
         for instance in ids[(ids > 0) & (areas >= min_size)].tolist():
-            if _uniform(0.0, 1.0, generator) < probability:
-                _paste_copy(images[b], labels[b], labels[b] == instance, generator)
+            mask = labels[b] == instance  # what earlier copies in front left of it
+            if _uniform(0.0, 1.0, generator) < probability and mask.sum() >= min_size:
+                _paste_copy(images[b], labels[b], mask, generator)
     return images, labels
 
 
