@@ -193,7 +193,7 @@ class InstanceConfig:
     spatial_bandwidth: float | None = None
     # Source training: each labelled source instance is, with this probability, copied beside itself (touching or
     # partly covering it, re-lit), so that sparse source scenes show touching objects of one class
-    # (`panoptic_st/instance/crowding.py`); 0 turns it off.
+    # (`panoptic_st/instance/crowding.py`); 0 turns it off. What it did on the instance-gap toy: docs/results.md.
     paste_neighbours: float = 0.0
 
 
