@@ -35,19 +35,14 @@ from panoptic_st.panoptic.predictor import PanopticPredictor
 from panoptic_st.pipeline import DEMO_STAGES
 from panoptic_st.stages import Stage, run_chain
 
-NO_VALIDATION = ("trainer.limit_val_batches=0",)
-
 
 def gap_stages(run_dir: Path, variant: str, overrides: tuple[str, ...]) -> list[Stage]:
-    """The demo's semantic stages in `run_dir`, then the joint-embedding instance stages in `run_dir/variant`."""
+    """The demo's semantic stages in `run_dir`, then its instance stages with the joint embedding (their `_spatial`
+    configs) and `overrides` in `run_dir/variant`."""
     semantic = [dataclasses.replace(stage, output_dir=run_dir / stage.name) for stage in DEMO_STAGES[:2]]
-    instance = [
-        Stage("toy/instance_baseline_spatial", overrides=(*NO_VALIDATION, *overrides),
-              output_dir=run_dir / variant / "instance_baseline", name="instance_baseline"),
-        Stage("toy/instance_selftrain_spatial", "instance_baseline", "semantic_self_train",
-              overrides=(*NO_VALIDATION, *overrides), output_dir=run_dir / variant / "instance_self_train",
-              name="instance_self_train"),
-    ]
+    instance = [dataclasses.replace(stage, experiment=f"{stage.experiment}_spatial",
+                                    overrides=(*stage.overrides, *overrides), output_dir=run_dir / variant / stage.name)
+                for stage in DEMO_STAGES[2:]]
     return semantic + instance
 
 

@@ -24,8 +24,9 @@ def all_finite(tensors: Iterable[Tensor]) -> bool:
     """Whether every floating-point tensor holds only finite values (one device synchronisation).
 
     A sum is finite only if every summand is (an infinity makes it infinite, a NaN or +inf with -inf makes it NaN),
-    so one sum per tensor decides, about ten times faster than `isfinite().all()` on the CPU. Half-precision
-    tensors are summed in float32; finite values whose float32 sum overflows (|sum| > 3.4e38) count as not finite.
+    so one sum per tensor decides, without the boolean copy of every tensor that `isfinite().all()` makes.
+    Half-precision tensors are summed in float32; finite values whose float32 sum overflows (|sum| > 3.4e38) count
+    as not finite.
     """
     sums = [t.sum(dtype=torch.promote_types(t.dtype, torch.float32)) for t in tensors if t.is_floating_point()]
     return bool(torch.stack(sums).isfinite().all()) if sums else True

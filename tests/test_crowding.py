@@ -53,7 +53,7 @@ def test_objects_below_min_size_are_not_copied_and_copies_are_clipped_at_the_bor
         _, out = paste_neighbours(images, labels, 1.0, min_size=32, generator=torch.Generator().manual_seed(seed))
         pasted = int((out == 8).sum())
         sides.add(pasted)
-        assert pasted in (0, 32) or 0 < pasted < 32
+        assert pasted <= 32
     assert 32 in sides and min(sides) < 32  # pasted left whole, or right and cut at the border
 
 
