@@ -34,8 +34,8 @@ from panoptic_st.evaluation.files import (
     id_to_rgb,
     match_prediction_files,
     output_stem,
-    read_panoptic_bgr,
     read_panoptic_ids,
+    read_panoptic_rgb,
     rgb_to_id,
 )  # importable from here too, as before the readers moved to ``files``
 
@@ -49,8 +49,8 @@ __all__ = [
     "match_prediction_files",
     "output_stem",
     "panoptic_categories",
-    "read_panoptic_bgr",
     "read_panoptic_ids",
+    "read_panoptic_rgb",
     "rgb_to_id",
     "write_instance_prediction",
     "write_panoptic_json",

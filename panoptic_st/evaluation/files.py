@@ -7,18 +7,18 @@ import fnmatch
 import json
 import os
 import re
-import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+from zlib_ng import zlib_ng
 
 from panoptic_st.errors import EvaluationInputError
+from panoptic_st.evaluation.png import read_png
 
 __all__ = [
-    "bgr_to_id",
     "cityscapes_prefix",
     "find_ground_truth",
     "id_to_rgb",
@@ -28,8 +28,8 @@ __all__ = [
     "read_json",
     "read_label_png",
     "read_mask_png",
-    "read_panoptic_bgr",
     "read_panoptic_ids",
+    "read_panoptic_rgb",
     "rgb_to_id",
 ]
 
@@ -102,8 +102,8 @@ def match_prediction_files(gt_files: Iterable[Path], pred_dir: str | os.PathLike
 
 _GRAY, _RGB, _RGBA = 0, 2, 6
 """PNG colour types."""
-_LUMA_WEIGHTS = (7471, 38470, 19595)
-"""PIL's ``L`` conversion in 16-bit fixed point for B, G, R: ``L = (7471 B + 38470 G + 19595 R + 2^15) >> 16``."""
+_LUMA_WEIGHTS = (19595, 38470, 7471)
+"""PIL's ``L`` conversion in 16-bit fixed point for R, G, B: ``L = (19595 R + 38470 G + 7471 B + 2^15) >> 16``."""
 
 
 def _png_format(path: Path) -> tuple[int, int]:
@@ -118,22 +118,26 @@ def _png_format(path: Path) -> tuple[int, int]:
     return head[24], head[25]
 
 
-def _cv2_read(path: Path, ndim: int) -> np.ndarray | None:
-    """The image as OpenCV decodes it (BGR(A) for colour), if it has ``ndim`` dimensions."""
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+def _decode(path: Path, ndim: int) -> np.ndarray | None:
+    """The image (greyscale, or RGB(A) order) if it has ``ndim`` dimensions: the fast reader's, else OpenCV's."""
+    img = read_png(path)
+    if img is None:
+        img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if img is not None and img.ndim == 3 and img.shape[2] in (3, 4):
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     return img if img is not None and img.ndim == ndim else None
 
 
 def read_label_png(path: str | os.PathLike) -> np.ndarray:
     """A single-channel PNG with the values PIL gives (as the official scripts read it); errors name the file.
 
-    8- and 16-bit greyscale PNGs are decoded with OpenCV (same values, faster), anything else with PIL (palette
-    PNGs give their indices)."""
+    8- and 16-bit greyscale PNGs are decoded by :mod:`~panoptic_st.evaluation.png` or OpenCV (same values, faster),
+    anything else with PIL (palette PNGs give their indices)."""
     path = Path(path)
     if not path.is_file():
         raise EvaluationInputError(f"{path}: file not found")
     if _png_format(path) in ((8, _GRAY), (16, _GRAY)):
-        array = _cv2_read(path, 2)
+        array = _decode(path, 2)
         if array is not None:
             return array
     try:
@@ -150,9 +154,9 @@ def read_mask_png(path: str | os.PathLike) -> tuple[np.ndarray, tuple[int, int]]
     """Flat indices of the pixels of an instance mask: those non-zero after PIL's conversion to ``L``, exactly as
     the official script reads it. Returns ``(flat_indices, (height, width))``.
 
-    Greyscale PNGs of up to 8 bits and 8-bit RGB(A) PNGs are decoded with OpenCV (for colour, PIL's ``L`` is
-    computed with its own fixed-point weights), anything else with PIL; only the bounding box of the non-zero
-    bytes is scanned."""
+    Greyscale PNGs of up to 8 bits and 8-bit RGB(A) PNGs are decoded by :mod:`~panoptic_st.evaluation.png` or
+    OpenCV (for colour, PIL's ``L`` is computed with its own fixed-point weights), anything else with PIL; only the
+    bounding box of the non-zero bytes is scanned."""
     path = Path(path)
     if not path.is_file():
         raise EvaluationInputError(f"{path}: mask file not found")
@@ -163,9 +167,9 @@ def read_mask_png(path: str | os.PathLike) -> tuple[np.ndarray, tuple[int, int]]
             return bilevel
     img = None
     if colour == _GRAY and 0 < depth <= 8:
-        img = _cv2_read(path, 2)
+        img = _decode(path, 2)
     elif colour in (_RGB, _RGBA) and depth == 8:
-        img = _cv2_read(path, 3)
+        img = _decode(path, 3)
     if img is None:
         img = _pil_luma(path)
     return _luma_nonzero(img), img.shape[:2]
@@ -173,15 +177,15 @@ def read_mask_png(path: str | os.PathLike) -> tuple[np.ndarray, tuple[int, int]]
 
 def _bilevel_pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]] | None:
     """``read_mask_png`` of a non-interlaced 1-bit greyscale PNG whose rows are all unfiltered (the exporter's
-    masks): inflated with zlib and only its non-zero bytes unpacked. None for any other PNG."""
+    masks): inflated with zlib-ng and only its non-zero bytes unpacked. None for any other PNG."""
     data = path.read_bytes()
     width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     if data[24:29] != bytes([1, _GRAY, 0, 0, 0]):
         return None
     row_bytes = (width + 7) // 8
     try:
-        raw = zlib.decompress(b"".join(_png_chunks(data, b"IDAT")), bufsize=height * (row_bytes + 1))
-    except zlib.error:
+        raw = zlib_ng.decompress(b"".join(_png_chunks(data, b"IDAT")), bufsize=height * (row_bytes + 1))
+    except zlib_ng.error:
         return None
     if len(raw) != height * (row_bytes + 1):
         return None
@@ -219,7 +223,7 @@ def _pil_luma(path: Path) -> np.ndarray:
 
 
 def _luma_nonzero(img: np.ndarray) -> np.ndarray:
-    """Flat indices of the pixels whose PIL ``L`` value is non-zero, of an HxW ``L`` or HxWx3/4 BGR(A) image."""
+    """Flat indices of the pixels whose PIL ``L`` value is non-zero, of an HxW ``L`` or HxWx3/4 RGB(A) image."""
     height, width = img.shape[:2]
     channels = 1 if img.ndim == 2 else img.shape[2]
     x, y, w, h = cv2.boundingRect(np.ascontiguousarray(img, dtype=np.uint8).reshape(height, width * channels))
@@ -227,8 +231,8 @@ def _luma_nonzero(img: np.ndarray) -> np.ndarray:
     box = img[y : y + h, x0:x1]
     if channels > 1:  # L = (weighted sum + 2^15) >> 16 is non-zero where the weighted sum reaches 2^15
         box = box.astype(np.uint32)
-        b, g, r = _LUMA_WEIGHTS
-        box = box[..., 0] * b + box[..., 1] * g + box[..., 2] * r >= 1 << 15
+        r, g, b = _LUMA_WEIGHTS
+        box = box[..., 0] * r + box[..., 1] * g + box[..., 2] * b >= 1 << 15
     ys, xs = np.nonzero(box)
     return (ys + y) * width + (xs + x0)
 
@@ -245,42 +249,30 @@ def id_to_rgb(ids: np.ndarray) -> np.ndarray:
     return np.stack([ids % 256, (ids // 256) % 256, (ids // 65536) % 256], axis=-1).astype(np.uint8)
 
 
-def read_panoptic_bgr(path: str | os.PathLike, buffer: np.ndarray | None = None) -> np.ndarray:
-    """Decode a COCO panoptic PNG into an HxWx3 (or x4) uint8 BGR(A) array with OpenCV.
+def read_panoptic_rgb(path: str | os.PathLike, buffer: np.ndarray | None = None) -> np.ndarray:
+    """Decode a COCO panoptic PNG into an HxWx3 (or x4) uint8 RGB(A) array.
 
     ``buffer``, an earlier result of the same shape, is decoded into (saves page faults on big images).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise EvaluationInputError(f"{path}: file not found")
-    img = None
-    if buffer is not None:
-        try:
-            img = cv2.imread(path, buffer, cv2.IMREAD_UNCHANGED)
-        except (
-            cv2.error,
-            TypeError,
-        ):  # the buffer does not fit this image (or OpenCV < 4.10: no dst argument)
-            img = None
-    if img is None or img.size == 0:
+    img = read_png(path, buffer)
+    if img is None:
         img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise EvaluationInputError(f"{path}: cannot read image")
+        if img is None or img.size == 0:
+            raise EvaluationInputError(f"{path}: cannot read image")
+        if img.ndim == 3 and img.shape[2] in (3, 4):
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] not in (3, 4):
         raise EvaluationInputError(f"{path}: expected an 8-bit RGB panoptic PNG, got {img.dtype} {img.shape}")
     return img
 
 
-def bgr_to_id(img: np.ndarray) -> np.ndarray:
-    """Segment ids ``R + 256 G + 256^2 B`` (uint32) of a BGR(A) image."""
-    img32 = img[..., :3].astype(np.uint32)
-    return img32[..., 2] + (img32[..., 1] << 8) + (img32[..., 0] << 16)
-
-
 def read_panoptic_ids(path: str | os.PathLike) -> np.ndarray:
     """Segment ids ``R + 256 G + 256^2 B`` of a COCO panoptic PNG as an HxW int64 array (alpha ignored, as the
     official script does)."""
-    return bgr_to_id(read_panoptic_bgr(path)).astype(np.int64)
+    return rgb_to_id(read_panoptic_rgb(path))
 
 
 def read_json(path: str | os.PathLike) -> dict:
@@ -296,7 +288,6 @@ def read_json(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise EvaluationInputError(f"{path}: expected a JSON object")
     return data
-
 
 
 def progress_bar(total: int, enabled: bool, desc: str):

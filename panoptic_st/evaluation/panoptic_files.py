@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from panoptic_st.errors import EvaluationInputError
-from panoptic_st.evaluation.files import progress_bar, read_panoptic_bgr
+from panoptic_st.evaluation.files import progress_bar, read_panoptic_rgb
 from panoptic_st.evaluation.panoptic_input import (
     PanopticInputs,
     categories_of,
@@ -58,35 +58,34 @@ class _Workspace(threading.local):
 
     def read(self, name: str, path: Path) -> np.ndarray:
         """Decode a panoptic PNG into the buffer ``name`` (reallocated when the size differs)."""
-        img = read_panoptic_bgr(path, self.buffers.get(name))
+        img = read_panoptic_rgb(path, self.buffers.get(name))
         self.buffers[name] = img
         return img
 
 
-def _bgrx_view(img: np.ndarray, ws: _Workspace, name: str) -> np.ndarray:
-    """HxW uint32 ``B + 2^8 G + 2^16 R + 2^24 * 255`` of a BGR(A) image (alpha replaced, as the official ignores
-    it)."""
-    bgrx = ws.get(name, img.shape[:2] + (4,), np.uint8)
+def _rgbx_view(img: np.ndarray, ws: _Workspace, name: str) -> np.ndarray:
+    """HxW uint32 ``R + 2^8 G + 2^16 B + 2^24 * 255`` of an RGB(A) image (alpha replaced, as the official ignores
+    it): the segment id in the low 24 bits."""
+    rgbx = ws.get(name, img.shape[:2] + (4,), np.uint8)
     if img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    cv2.cvtColor(img, cv2.COLOR_BGR2BGRA, dst=bgrx)
-    return bgrx.view(np.uint32)[..., 0]
+        img = cv2.cvtColor(img, cv2.COLOR_RGBA2RGB)
+    cv2.cvtColor(img, cv2.COLOR_RGB2RGBA, dst=rgbx)
+    return rgbx.view(np.uint32)[..., 0]
 
 
-def _bgrx_to_id(values: np.ndarray) -> np.ndarray:
-    """Segment id ``R + 256 G + 256^2 B`` of :func:`_bgrx_view` values."""
-    v = values.astype(np.int64)
-    return ((v >> 16) & 0xFF) + (v & 0xFF00) + ((v & 0xFF) << 16)
+def _rgbx_to_id(values: np.ndarray) -> np.ndarray:
+    """Segment id ``R + 256 G + 256^2 B`` of :func:`_rgbx_view` values."""
+    return (values & 0xFFFFFF).astype(np.int64)
 
 
 def _pair_runs(gt_img: np.ndarray, pred_img: np.ndarray, ws: _Workspace):
     """Runs of equal (GT id, predicted id) pairs of two decoded panoptic PNGs: (gt ids, pred ids, lengths)."""
-    gt = _bgrx_view(gt_img, ws, "gt_bgrx")
-    pred = _bgrx_view(pred_img, ws, "pred_bgrx")
+    gt = _rgbx_view(gt_img, ws, "gt_rgbx")
+    pred = _rgbx_view(pred_img, ws, "pred_rgbx")
     changed = ws.get("changed", gt.shape, bool)
     scratch = ws.get("scratch", (gt.shape[0], gt.shape[1] - 1), bool)
     gt_values, pred_values, lengths = pair_runs(gt, pred, changed, scratch)
-    return _bgrx_to_id(gt_values), _bgrx_to_id(pred_values), lengths
+    return _rgbx_to_id(gt_values), _rgbx_to_id(pred_values), lengths
 
 
 def _index_of(ids: np.ndarray, segment_ids: np.ndarray, void: int, unknown: int) -> np.ndarray:
@@ -193,4 +192,3 @@ def evaluate_panoptic(
         with open(results_file, "w") as f:
             json.dump(results, f, sort_keys=True, indent=4)
     return results
-
