@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from panoptic_st.evaluation import png
 from panoptic_st.evaluation.png import decode_png, read_png
 
 FORMATS = {  # colour type -> (channels, PIL mode for 8-bit)
@@ -152,3 +153,16 @@ def test_unsupported_or_broken_files_give_none():
     forged = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", short) + _chunk(b"IEND", b"")
     assert decode_png(forged) is None  # one row missing
     assert read_png("/nonexistent/file.png") is None
+
+
+def test_compiles_without_a_disk_cache_where_numba_cannot_cache(monkeypatch):
+    real_njit = png.numba.njit
+
+    def njit(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function: no locator available")
+        return real_njit(*args, **kwargs)
+
+    monkeypatch.setattr(png.numba, "njit", njit)
+    add_one = png._compile(lambda x: x + 1)
+    assert add_one(41) == 42

@@ -100,7 +100,16 @@ def _parse(data: bytes) -> tuple[int, int, int, int, bytes] | None:
     return width, height, depth, _CHANNELS[colour], b"".join(idat)
 
 
-@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _compile(function):
+    """``function`` compiled by numba (the GIL released), cached on disk; where no cache folder is writable (numba
+    refuses ``cache=True`` there), compiled anew in each process."""
+    try:
+        return numba.njit(cache=True, nogil=True, boundscheck=False)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True, boundscheck=False)(function)
+
+
+@_compile
 def _unfilter(raw: np.ndarray, height: int, stride: int, bpp: int, out: np.ndarray) -> bool:
     """Undo the PNG row filters (None, Sub, Up, Average, Paeth; specification section 9) of ``raw`` into ``out``.
 
