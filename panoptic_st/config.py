@@ -191,6 +191,10 @@ class InstanceConfig:
     spatial_scale: float = 0.1
     # Mean-shift bandwidth in the joint space of spatial embeddings; None uses `bandwidth`.
     spatial_bandwidth: float | None = None
+    # Weight of the centre-offset term with spatial embeddings (`losses.centre_offset_loss`, Panoptic-DeepLab's
+    # offset loss): every labelled pixel's spatial embedding regressed (L1) to its instance's centre of mass,
+    # without the pull's margin; 0 turns it off.
+    offset_weight: float = 0.0
     # Source training: each labelled source instance is, with this probability, copied beside itself (touching or
     # partly covering it, re-lit), so that sparse source scenes show touching objects of one class
     # (`panoptic_st/instance/crowding.py`); 0 turns it off. What it did on the instance-gap toy: docs/results.md.

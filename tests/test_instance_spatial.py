@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import tiny_overrides
 
-from panoptic_st.config import load_config
+from panoptic_st.config import ConfigError, load_config
 from panoptic_st.instance.losses import (
+    centre_offset_loss,
     instance_dice_loss,
     pull_loss,
     push_loss,
@@ -120,6 +121,35 @@ def test_regulariser_sees_the_appearance_part_only():
     assert spoco_loss(joint, labels)["reg"].item() > 10.0
 
 
+def test_centre_offset_term_hand_computed_zero_at_the_centres_and_weighted_in_the_sum():
+    labels = torch.tensor([[1, 1, 2, 2, 0]])
+    appearance = torch.zeros(1, 1, 5)
+    exact = joint_from(appearance, centre_offsets(labels, 0.5), scale=0.5)
+    assert centre_offset_loss(exact, labels[None], scale=0.5).item() == 0.0
+    # zero offsets: x positions 0, 0.5 | 1, 1.5 around centres 0.25 | 1.25, rows all 0: L1 0.25 for each of the
+    # four labelled pixels; the unlabelled pixel does not count
+    raw = joint_from(appearance, torch.zeros(2, 1, 5), scale=0.5)
+    assert centre_offset_loss(raw, labels[None], scale=0.5).item() == pytest.approx(0.25)
+    # a 2 x 2 instance, scale 1, zero offsets: every pixel 0.5 + 0.5 from the centre (0.5, 0.5) in L1
+    square = torch.ones(2, 2, dtype=torch.long)
+    assert centre_offset_loss(joint_from(torch.zeros(1, 2, 2), torch.zeros(2, 2, 2), 1.0), square[None],
+                              scale=1.0).item() == pytest.approx(1.0)
+    terms = spoco_loss(raw, labels[None], w_offset=3.0, spatial_scale=0.5)
+    without = spoco_loss(raw, labels[None])
+    assert terms["offset"].item() == pytest.approx(0.25)
+    assert terms["loss"].item() == pytest.approx(without["loss"].item() + 0.75)
+    assert "offset" not in without
+    with pytest.raises(ValueError, match="spatial_scale"):
+        spoco_loss(raw, labels[None], w_offset=1.0)
+
+
+def test_offset_weight_must_be_a_finite_non_negative_number():
+    assert load_config("toy/instance_baseline_spatial", ["instance.offset_weight=2"]).instance.offset_weight == 2.0
+    for bad in ("-1", "nan"):
+        with pytest.raises(ConfigError, match="instance.offset_weight"):
+            load_config("toy/instance_baseline_spatial", [f"instance.offset_weight={bad}"])
+
+
 def two_touching_boxes(size: int = 32) -> torch.Tensor:
     """Labels [size, size]: two touching 10 x 10 boxes (ids 1, 2) about the centre, inside the inscribed circle."""
     labels = torch.zeros(size, size, dtype=torch.long)
@@ -186,6 +216,25 @@ def test_spatial_network_starts_with_zero_offsets_that_learn():
     assert out[0, :3].abs().sum() > 0
     out[0, 3:].sum().backward()
     assert net.net.segmentation_head[0].weight.grad[3:].abs().sum() > 0
+
+
+@pytest.mark.parametrize("spatial", [True, False])
+def test_the_module_adds_the_centre_offset_term_to_spatial_models_only(spatial):
+    from panoptic_st.instance.module import InstanceModule
+
+    overrides = ["instance.offset_weight=2", "instance.encoder=tu-mobilenetv3_small_100",
+                 f"instance.spatial_embedding={str(spatial).lower()}"]
+    module = InstanceModule(load_config("toy/instance_baseline_spatial", overrides).instance)
+    labels = torch.zeros(1, 32, 64, dtype=torch.long)
+    labels[0, 4:12, 8:20] = 1
+    terms = module.loss_terms(torch.rand(1, 3, 32, 64), labels, consistency=False)
+    assert ("offset" in terms) == spatial
+    if spatial:
+        cfg = module.cfg
+        weights = {"pull": cfg.pull_weight, "push": cfg.push_weight, "reg": cfg.reg_weight,
+                   "instance": cfg.dice_weight, "unlabelled": cfg.unlabelled_push_weight, "offset": 2.0}
+        parts = sum(w * terms[k] for k, w in weights.items())
+        assert terms["loss"].item() == pytest.approx(parts.item(), rel=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,29 @@ def _instances(emb: Tensor, labels: Tensor) -> _Instances:
     return _Instances(labelled, index, counts, sums / counts[:, None].clamp(min=1))
 
 
+def centre_offset_loss(embeddings: Tensor, labels: Tensor, scale: float) -> Tensor:
+    """Panoptic-DeepLab's offset loss (Cheng et al., CVPR 2020) on joint embeddings (`instance/spatial.py`).
+
+    Per image: mean over labelled pixels i of ||p_i - s * c_k||_1, with p_i the spatial part (the last two channels,
+    s * (x_i, y_i) + o_i) and c_k the centre of mass (mean column, row) of pixel i's instance k. Unlike the pull, it
+    has no margin, so offsets are drawn all the way to the centre.
+    """
+    emb_b, lab_b = _as_batch(embeddings, labels)
+    height, width = emb_b.shape[-2:]
+    rows = torch.arange(height, device=emb_b.device, dtype=emb_b.dtype).repeat_interleave(width)
+    cols = torch.arange(width, device=emb_b.device, dtype=emb_b.dtype).repeat(height)
+    positions = scale * torch.stack([cols, rows])
+    values = []
+    for emb, lab in zip(emb_b.flatten(2), lab_b.flatten(1)):
+        inst = _instances(positions, lab)
+        if inst.counts.numel() == 0:
+            values.append(_zero(emb))
+            continue
+        spatial = emb[-2:, inst.labelled]
+        values.append((spatial - inst.means[inst.index].T).abs().sum(0).mean())
+    return torch.stack(values).mean()
+
+
 def _zero(emb: Tensor) -> Tensor:
     """A zero that keeps the autograd graph connected to `emb`."""
     return emb.sum() * 0.0
@@ -286,6 +309,8 @@ def spoco_loss(
     volume_threshold: float = 0.05,
     generator: torch.Generator | None = None,
     appearance_dim: int | None = None,
+    w_offset: float = 0.0,
+    spatial_scale: float | None = None,
 ) -> dict[str, Tensor]:
     """All SPOCO terms and their weighted sum under key "loss".
 
@@ -294,6 +319,7 @@ def spoco_loss(
     honoured (the public SPOCO code ignores its consistency weight, a quirk not reproduced here).
     With `appearance_dim`, the regulariser sees only the first that many channels (the appearance part of joint
     embeddings, `instance/spatial.py`: the norm of a position would draw every centre towards the image corner).
+    With `w_offset` > 0 and joint embeddings of `spatial_scale`, the `centre_offset_loss` term is added.
     """
     dv, dd = delta_v + epsilon, delta_d + epsilon
     terms = {
@@ -304,6 +330,11 @@ def spoco_loss(
         "unlabelled": _per_image(_unlabelled_push, emb_f, labels, dd),
     }
     weights = {"pull": w_pull, "push": w_push, "reg": w_reg, "instance": w_instance, "unlabelled": w_unlabelled}
+    if w_offset > 0:
+        if spatial_scale is None:
+            raise ValueError("the centre-offset term needs joint embeddings: give their spatial_scale")
+        terms["offset"] = centre_offset_loss(emb_f, labels, spatial_scale)
+        weights["offset"] = w_offset
     if emb_g is not None:
         terms["consistency"] = consistency_loss(
             emb_f, emb_g, labels, valid, delta_v, max_anchors, volume_threshold, generator

@@ -126,7 +126,9 @@ class InstanceModule(L.LightningModule):
             return spoco_loss(emb, labels, emb_g, valid, delta_v=cfg.delta_v, delta_d=cfg.delta_d, epsilon=eps,
                               w_pull=cfg.pull_weight, w_push=cfg.push_weight, w_reg=cfg.reg_weight,
                               w_instance=cfg.dice_weight, w_unlabelled=cfg.unlabelled_push_weight,
-                              w_consistency=cfg.consistency_weight, appearance_dim=cfg.embedding_dim)
+                              w_consistency=cfg.consistency_weight, appearance_dim=cfg.embedding_dim,
+                              w_offset=cfg.offset_weight if self.spatial_scale else 0.0,
+                              spatial_scale=self.spatial_scale)
 
     @torch.inference_mode()
     def semantic_masks(self, images: Tensor) -> tuple[Tensor, Tensor]:
