@@ -11,15 +11,13 @@ The official script runs on one process; ours gets the same number of workers (`
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench_eval_pairs import time_pairs
+from bench_eval_pairs import single_process_arguments, time_pairs
 
 from panoptic_st.evaluation.export import write_instance_prediction
 from panoptic_st.evaluation.instance import evaluate_instances
@@ -32,13 +30,7 @@ def official_metrics(result: dict) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--images", type=int, default=8)
-    ap.add_argument("--pairs", type=int, default=5, help="alternating official/ours runs per prediction set")
-    ap.add_argument("--workers", type=int, default=1, help="threads for ours (the official script uses one process)")
-    args = ap.parse_args(argv)
-    print(f"workers: official 1 process (it has no pool), panoptic_st {args.workers} thread(s); "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    args = single_process_arguments(__doc__, argv)
     root = Path(tempfile.mkdtemp(prefix="bench_ap_"))
     try:
         t0 = time.perf_counter()

@@ -3,7 +3,9 @@ medians, the median ratio and the largest difference of any metric."""
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -65,3 +67,16 @@ def time_pairs(
           f"{statistics.median(t_ours):6.3f} s | median ratio {ratio:4.2f}x | max |difference| over "
           f"{n_metrics} metrics {diff!r}")  # fmt: skip
     return ratio, diff
+
+
+def single_process_arguments(doc: str, argv=None) -> argparse.Namespace:
+    """``--images``, ``--pairs`` and ``--workers`` of a benchmark against a one-process official script; prints
+    the workers line."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--pairs", type=int, default=5, help="alternating official/ours runs per prediction set")
+    ap.add_argument("--workers", type=int, default=1, help="threads for ours (the official script uses one process)")
+    args = ap.parse_args(argv)
+    print(f"workers: official 1 process (it has no pool), panoptic_st {args.workers} thread(s); "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    return args
