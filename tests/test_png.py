@@ -166,3 +166,12 @@ def test_compiles_without_a_disk_cache_where_numba_cannot_cache(monkeypatch):
     monkeypatch.setattr(png.numba, "njit", njit)
     add_one = png._compile(lambda x: x + 1)
     assert add_one(41) == 42
+
+
+def test_images_above_the_pixel_limit_are_left_to_opencv_and_pil(monkeypatch):
+    pixels = label_like(np.random.default_rng(7), (10, 12))
+    data = encode_png(pixels, 0, np.zeros(10, int))
+    monkeypatch.setattr(png, "_MAX_PIXELS", 120)
+    np.testing.assert_array_equal(decode_png(data), pixels)
+    monkeypatch.setattr(png, "_MAX_PIXELS", 119)
+    assert decode_png(data) is None

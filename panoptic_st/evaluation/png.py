@@ -23,6 +23,8 @@ __all__ = ["decode_png", "read_png"]
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
 """Samples per pixel of the supported colour types (grey, RGB, grey + alpha, RGBA)."""
+_MAX_PIXELS = 1 << 30
+"""Larger images are left to OpenCV/PIL and their decompression-bomb limits (OpenCV's default is the same)."""
 
 
 def read_png(path: str | os.PathLike, buffer: np.ndarray | None = None) -> np.ndarray | None:
@@ -95,7 +97,7 @@ def _parse(data: bytes) -> tuple[int, int, int, int, bytes] | None:
     width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", header)
     if depth not in (8, 16) or colour not in _CHANNELS or (compression, filtering, interlace) != (0, 0, 0):
         return None
-    if width == 0 or height == 0:
+    if width == 0 or height == 0 or width * height > _MAX_PIXELS:
         return None
     return width, height, depth, _CHANNELS[colour], b"".join(idat)
 
