@@ -15,7 +15,9 @@
 
 3. With `--compare A.ckpt B.ckpt ...` only: each checkpoint's pseudo-instances inside the ground-truth semantic
    masks of target train images (true, merged, fragments, other per image, precision, recall), e.g. the
-   appearance-only against the joint (spatial) embedding on `make-toy --instance-gap` data.
+   appearance-only against the joint (spatial) embedding on `make-toy --instance-gap` data; then, on the same
+   images, the distance between the mean embeddings of touching same-class objects and, for a joint embedding,
+   the spread of each object's pixels in its spatial part.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ import argparse
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
+from panoptic_st.data.synthia import SynthiaDataset
 from panoptic_st.instance.classes import source_instance_labels
 from panoptic_st.instance.module import InstanceModule
 from panoptic_st.instance.pseudo_labels import drop_unconfident_instances, drop_unstable_instances
+from panoptic_st.instance.spatial import SpatialEmbeddingNet, pixel_coordinates
 from panoptic_st.instance.statistics import PSEUDO_LABEL_KINDS, pseudo_label_kinds
 from panoptic_st.panoptic.predictor import PanopticPredictor, network_output
 from panoptic_st.training import load_weights
@@ -75,6 +80,14 @@ def pseudo_label_counts(module: InstanceModule, images: Subset,
 
 
 @torch.no_grad()
+def object_embeddings(emb: torch.Tensor, semantic: torch.Tensor, instance: torch.Tensor, cls: int,
+                      min_pixels: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(mask, pixel embeddings [D, n]) of each ground-truth instance of class `cls` with at least `min_pixels`."""
+    ids, counts = torch.unique(instance[semantic == cls], return_counts=True)
+    masks = [(instance == i) & (semantic == cls) for i in ids[(counts >= min_pixels) & (ids > 0)]]
+    return [(mask, emb[:, mask]) for mask in masks]
+
+
 def separation(checkpoint: Path, images: Subset, min_pixels: int = 30) -> tuple[float, float]:
     """(median nearest same-class instance distance, mean pixel-to-instance-mean distance) on ground truth, for
     the instance network and thing classes of `checkpoint`."""
@@ -85,16 +98,46 @@ def separation(checkpoint: Path, images: Subset, min_pixels: int = 30) -> tuple[
         embeddings = network_output(net, batch["image"])
         for emb, semantic, instance in zip(embeddings, batch["semantic"], batch["instance"]):
             for cls in classes:
-                ids, counts = torch.unique(instance[semantic == cls], return_counts=True)
                 means = []
-                for i in ids[(counts >= min_pixels) & (ids > 0)]:
-                    pixels = emb[:, (instance == i) & (semantic == cls)]
+                for _, pixels in object_embeddings(emb, semantic, instance, cls, min_pixels):
                     means.append(pixels.mean(1))
                     spread.append(float((pixels - means[-1][:, None]).norm(dim=0).mean()))
                 if len(means) > 1:
                     distances = torch.cdist(torch.stack(means), torch.stack(means)).fill_diagonal_(float("inf"))
                     nearest.extend(distances.min(1).values.tolist())
     return float(torch.tensor(nearest).median()), sum(spread) / max(len(spread), 1)
+
+
+def touching_objects(checkpoint: Path, images: Subset, min_pixels: int = 30, reach: int = 2) -> dict[str, float]:
+    """On ground truth: how far apart the mean embeddings of touching same-class objects (masks within `reach`
+    pixels) lie (median, and the share below delta_d), their number, and for a joint (spatial) embedding the mean
+    distance of an object's pixels from its mean in the spatial part (the last two channels) and the median
+    distance of the touching objects' pixel centroids times the scale (where zero offsets would put their means)."""
+    predictor = PanopticPredictor.from_checkpoints(None, [checkpoint], masks="gt")
+    net, settings = predictor.instance_nets[0], predictor.clustering[0]
+    spatial = isinstance(net, SpatialEmbeddingNet)
+    distances, centroid_distances, spread = [], [], []
+    for batch in DataLoader(images, batch_size=10):
+        embeddings = network_output(net, batch["image"])
+        for emb, semantic, instance in zip(embeddings, batch["semantic"], batch["instance"]):
+            positions = pixel_coordinates(*semantic.shape, like=emb)
+            for cls in settings.classes:
+                objects = object_embeddings(emb, semantic, instance, cls, min_pixels)
+                if spatial:
+                    spread += [float((p[-2:] - p[-2:].mean(1, keepdim=True)).norm(dim=0).mean()) for _, p in objects]
+                near = [F.max_pool2d(m[None, None].float(), 2 * reach + 1, 1, reach)[0, 0] > 0 for m, _ in objects]
+                for a, (_, pixels_a) in enumerate(objects):
+                    for b in range(a + 1, len(objects)):
+                        if (near[a] & objects[b][0]).any():
+                            distances.append(float((pixels_a.mean(1) - objects[b][1].mean(1)).norm()))
+                            centres = [positions[:, objects[k][0]].mean(1) for k in (a, b)]
+                            centroid_distances.append(float((centres[0] - centres[1]).norm()))
+    d = torch.tensor(distances)
+    scale = net.scale if spatial else float("nan")
+    return {"pairs": len(distances), "median": float(d.median()),
+            "below_delta_d": float((d < settings.delta_d).float().mean()),
+            "spatial_spread": sum(spread) / len(spread) if spread else float("nan"),
+            "centroids": scale * float(torch.tensor(centroid_distances).median())}
 
 
 @torch.no_grad()
@@ -116,7 +159,8 @@ def kinds_in_truth_masks(checkpoint: Path, images: Subset, **clustering_override
 
 def compare_embeddings(checkpoints: list[Path], images: Subset, **clustering_overrides) -> None:
     """Print one row per checkpoint: true, merged, fragment and other pseudo-instances per image, precision and
-    recall, clustered inside the ground-truth masks (the embedding alone, no semantic branch)."""
+    recall, clustered inside the ground-truth masks (the embedding alone, no semantic branch); then the distances
+    of touching same-class objects (`touching_objects`)."""
     print(f"Pseudo-instances per target train image in ground-truth masks ({len(images)} images):")
     print("| checkpoint | true | merged | fragments | other | precision | recall |\n|---|---:|---:|---:|---:|---:|---:|")
     for checkpoint in checkpoints:
@@ -124,6 +168,18 @@ def compare_embeddings(checkpoints: list[Path], images: Subset, **clustering_ove
         found = sum(k[kind] for kind in PSEUDO_LABEL_KINDS)
         print(f"| {checkpoint} | {k['true']:.2f} | {k['merge']:.2f} | {k['fragment']:.2f} | {k['other']:.2f} | "
               f"{k['true'] / max(found, 1e-9):.3f} | {k['true'] / max(k['objects'], 1e-9):.3f} |", flush=True)
+    print("\nTouching same-class ground-truth objects (within 2 px) in the same images:")
+    print_touching_objects(checkpoints, images)
+
+
+def print_touching_objects(checkpoints: list[Path], images: Subset) -> None:
+    """One row of `touching_objects` per checkpoint."""
+    print("| checkpoint | pairs | median distance of their means | share below delta_d | spatial spread | "
+          "centroids x scale |\n|---|---:|---:|---:|---:|---:|")
+    for checkpoint in checkpoints:
+        t = touching_objects(checkpoint, images)
+        print(f"| {checkpoint} | {t['pairs']} | {t['median']:.2f} | {t['below_delta_d']:.2f} | "
+              f"{t['spatial_spread']:.2f} | {t['centroids']:.2f} |", flush=True)
 
 
 def main() -> None:
@@ -139,11 +195,17 @@ def main() -> None:
                              "inside ground-truth masks on target train images")
     parser.add_argument("--bandwidth", type=float,
                         help="with --compare: cluster at this bandwidth instead of each checkpoint's own")
+    parser.add_argument("--source", type=Path,
+                        help="with --compare: also measure the touching objects on the first 200 images of this "
+                             "SYNTHIA-format folder (e.g. unseen source images)")
     args = parser.parse_args()
     if args.compare:
         overrides = {} if args.bandwidth is None else {"bandwidth": args.bandwidth}
         compare_embeddings(args.compare, evenly_spaced(CityscapesDataset(args.data / "cityscapes", "train"),
                                                        args.images), **overrides)
+        if args.source is not None:
+            print(f"\nThe same on {args.source}:")
+            print_touching_objects(args.compare, Subset(SynthiaDataset(args.source), range(200)))
         return
     run = args.runs / f"seed{args.seed}"
     teacher = pseudo_labeller(args.seed, run / "instance_baseline" / "final.ckpt",
