@@ -215,6 +215,8 @@ def validate(cfg: ExperimentConfig) -> None:
              i.spatial_bandwidth)
     _require(math.isfinite(i.offset_weight) and i.offset_weight >= 0, "instance.offset_weight", "a finite number >= 0",
              i.offset_weight)
+    _require(i.offset_weight == 0 or i.spatial_embedding, "instance.offset_weight",
+             "0 unless instance.spatial_embedding=true (the term acts on the spatial part)", i.offset_weight)
     _require(0.0 <= i.paste_neighbours <= 1.0, "instance.paste_neighbours", "a probability in [0, 1]",
              i.paste_neighbours)
     _require_choice(cfg.logger.kind, LOGGER_KINDS, "logger.kind")

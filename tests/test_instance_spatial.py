@@ -148,6 +148,8 @@ def test_offset_weight_must_be_a_finite_non_negative_number():
     for bad in ("-1", "nan"):
         with pytest.raises(ConfigError, match="instance.offset_weight"):
             load_config("toy/instance_baseline_spatial", [f"instance.offset_weight={bad}"])
+    with pytest.raises(ConfigError, match="spatial_embedding"):
+        load_config("toy/instance_baseline", ["instance.offset_weight=1"])
 
 
 def two_touching_boxes(size: int = 32) -> torch.Tensor:
@@ -218,23 +220,20 @@ def test_spatial_network_starts_with_zero_offsets_that_learn():
     assert net.net.segmentation_head[0].weight.grad[3:].abs().sum() > 0
 
 
-@pytest.mark.parametrize("spatial", [True, False])
-def test_the_module_adds_the_centre_offset_term_to_spatial_models_only(spatial):
+def test_the_module_adds_the_weighted_centre_offset_term():
     from panoptic_st.instance.module import InstanceModule
 
-    overrides = ["instance.offset_weight=2", "instance.encoder=tu-mobilenetv3_small_100",
-                 f"instance.spatial_embedding={str(spatial).lower()}"]
+    overrides = ["instance.offset_weight=2", "instance.encoder=tu-mobilenetv3_small_100"]
     module = InstanceModule(load_config("toy/instance_baseline_spatial", overrides).instance)
     labels = torch.zeros(1, 32, 64, dtype=torch.long)
     labels[0, 4:12, 8:20] = 1
     terms = module.loss_terms(torch.rand(1, 3, 32, 64), labels, consistency=False)
-    assert ("offset" in terms) == spatial
-    if spatial:
-        cfg = module.cfg
-        weights = {"pull": cfg.pull_weight, "push": cfg.push_weight, "reg": cfg.reg_weight,
-                   "instance": cfg.dice_weight, "unlabelled": cfg.unlabelled_push_weight, "offset": 2.0}
-        parts = sum(w * terms[k] for k, w in weights.items())
-        assert terms["loss"].item() == pytest.approx(parts.item(), rel=1e-5)
+    cfg = module.cfg
+    weights = {"pull": cfg.pull_weight, "push": cfg.push_weight, "reg": cfg.reg_weight,
+               "instance": cfg.dice_weight, "unlabelled": cfg.unlabelled_push_weight, "offset": 2.0}
+    parts = sum(w * terms[k] for k, w in weights.items())
+    assert terms["offset"].item() > 0
+    assert terms["loss"].item() == pytest.approx(parts.item(), rel=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
-from zlib_ng import zlib_ng
 
 from panoptic_st.errors import EvaluationInputError
-from panoptic_st.evaluation.png import read_png
+from panoptic_st.evaluation.png import inflate, png_image_data, read_png
 
 __all__ = [
     "cityscapes_prefix",
@@ -178,18 +177,14 @@ def read_mask_png(path: str | os.PathLike) -> tuple[np.ndarray, tuple[int, int]]
 def _bilevel_pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]] | None:
     """``read_mask_png`` of a non-interlaced 1-bit greyscale PNG whose rows are all unfiltered (the exporter's
     masks): inflated with zlib-ng and only its non-zero bytes unpacked. None for any other PNG."""
-    data = path.read_bytes()
-    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
-    if data[24:29] != bytes([1, _GRAY, 0, 0, 0]):
+    image = png_image_data(path.read_bytes())
+    if image is None or image[0][2:] != (1, _GRAY, 0, 0, 0):
         return None
-    row_bytes = (width + 7) // 8
-    try:
-        raw = zlib_ng.decompress(b"".join(_png_chunks(data, b"IDAT")), bufsize=height * (row_bytes + 1))
-    except zlib_ng.error:
+    (width, height, *_), idat = image
+    stride = (width + 7) // 8 + 1
+    raw = inflate(idat, height * stride)
+    if raw is None:
         return None
-    if len(raw) != height * (row_bytes + 1):
-        return None
-    stride = row_bytes + 1
     packed = np.frombuffer(raw, np.uint8)
     if packed[::stride].any():  # a filtered row
         return None
@@ -200,17 +195,6 @@ def _bilevel_pixels(path: Path) -> tuple[np.ndarray, tuple[int, int]] | None:
     x = (byte - y * stride - 1) * 8 + (bits & 7)
     inside = x < width
     return y[inside] * width + x[inside], (height, width)
-
-
-def _png_chunks(data: bytes, kind: bytes) -> list[bytes]:
-    """The payloads of the chunks of one kind of a PNG file's bytes, in order."""
-    payloads, pos = [], 8
-    while pos + 8 <= len(data):
-        length = int.from_bytes(data[pos : pos + 4], "big")
-        if data[pos + 4 : pos + 8] == kind:
-            payloads.append(data[pos + 8 : pos + 8 + length])
-        pos += 12 + length
-    return payloads
 
 
 def _pil_luma(path: Path) -> np.ndarray:

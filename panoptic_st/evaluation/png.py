@@ -18,7 +18,7 @@ import numba
 import numpy as np
 from zlib_ng import zlib_ng
 
-__all__ = ["decode_png", "read_png"]
+__all__ = ["decode_png", "inflate", "png_image_data", "read_png"]
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
@@ -43,18 +43,16 @@ def decode_png(data: bytes, buffer: np.ndarray | None = None) -> np.ndarray | No
     Returns HxW (greyscale) or HxWxC (C = 2, 3, 4; samples in file order: grey+alpha, RGB, RGBA), uint8 for 8-bit
     and uint16 for 16-bit files. ``buffer``, an earlier 8-bit result of the same shape, is decoded into.
     """
-    parsed = _parse(data)
-    if parsed is None:
+    image = png_image_data(data)
+    if image is None:
         return None
-    width, height, depth, channels, idat = parsed
-    sample_bytes = depth // 8
+    (width, height, depth, colour, compression, filtering, interlace), idat = image
+    if depth not in (8, 16) or colour not in _CHANNELS or (compression, filtering, interlace) != (0, 0, 0):
+        return None
+    channels, sample_bytes = _CHANNELS[colour], depth // 8
     stride = width * channels * sample_bytes
-    try:
-        inflater = zlib_ng.decompressobj()
-        raw = inflater.decompress(idat, height * (stride + 1) + 1)
-    except zlib_ng.error:
-        return None
-    if not inflater.eof or len(raw) != height * (stride + 1):
+    raw = inflate(idat, height * (stride + 1))
+    if raw is None:
         return None
     shape = (height, width, channels) if channels > 1 else (height, width)
     if sample_bytes == 1 and buffer is not None and buffer.shape == shape and buffer.dtype == np.uint8:
@@ -68,18 +66,17 @@ def decode_png(data: bytes, buffer: np.ndarray | None = None) -> np.ndarray | No
     return out.reshape(shape)
 
 
-def _parse(data: bytes) -> tuple[int, int, int, int, bytes] | None:
-    """(width, height, bit depth, channels, concatenated IDAT payloads) of a supported PNG with valid chunk CRCs."""
+def png_image_data(data: bytes) -> tuple[tuple[int, ...], bytes] | None:
+    """(IHDR fields: width, height, bit depth, colour type, compression, filter and interlace method; the
+    concatenated IDAT payloads) of a PNG with valid chunk CRCs, no palette, no unknown critical chunk and at most
+    2^30 pixels; None otherwise."""
     if data[:8] != _SIGNATURE:
         return None
     pos, header, idat = 8, None, []
     while pos + 12 <= len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
         end = pos + 8 + length
-        if (
-            end + 4 > len(data)
-            or zlib_ng.crc32(data[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]
-        ):
+        if end + 4 > len(data) or zlib_ng.crc32(data[pos + 4 : end]) != struct.unpack_from(">I", data, end)[0]:
             return None
         if header is None and kind != b"IHDR":
             return None
@@ -94,12 +91,22 @@ def _parse(data: bytes) -> tuple[int, int, int, int, bytes] | None:
         pos = end + 4
     if header is None or len(header) != 13 or not idat:
         return None
-    width, height, depth, colour, compression, filtering, interlace = struct.unpack(">IIBBBBB", header)
-    if depth not in (8, 16) or colour not in _CHANNELS or (compression, filtering, interlace) != (0, 0, 0):
-        return None
+    fields = struct.unpack(">IIBBBBB", header)
+    width, height = fields[:2]
     if width == 0 or height == 0 or width * height > _MAX_PIXELS:
         return None
-    return width, height, depth, _CHANNELS[colour], b"".join(idat)
+    return fields, b"".join(idat)
+
+
+def inflate(stream: bytes, size: int) -> bytes | None:
+    """The zlib ``stream`` inflated with zlib-ng (checksum verified), if it is complete and holds exactly ``size``
+    bytes; None otherwise."""
+    try:
+        inflater = zlib_ng.decompressobj()
+        raw = inflater.decompress(stream, size + 1)
+    except zlib_ng.error:
+        return None
+    return raw if inflater.eof and len(raw) == size else None
 
 
 def _compile(function):

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from panoptic_st.instance.spatial import pixel_coordinates
+
 _EPS = 1e-6
 
 
@@ -44,10 +46,7 @@ def centre_offset_loss(embeddings: Tensor, labels: Tensor, scale: float) -> Tens
     has no margin, so offsets are drawn all the way to the centre.
     """
     emb_b, lab_b = _as_batch(embeddings, labels)
-    height, width = emb_b.shape[-2:]
-    rows = torch.arange(height, device=emb_b.device, dtype=emb_b.dtype).repeat_interleave(width)
-    cols = torch.arange(width, device=emb_b.device, dtype=emb_b.dtype).repeat(height)
-    positions = scale * torch.stack([cols, rows])
+    positions = scale * pixel_coordinates(*emb_b.shape[-2:], like=emb_b).flatten(1)
     values = []
     for emb, lab in zip(emb_b.flatten(2), lab_b.flatten(1)):
         inst = _instances(positions, lab)

@@ -127,7 +127,7 @@ class InstanceModule(L.LightningModule):
                               w_pull=cfg.pull_weight, w_push=cfg.push_weight, w_reg=cfg.reg_weight,
                               w_instance=cfg.dice_weight, w_unlabelled=cfg.unlabelled_push_weight,
                               w_consistency=cfg.consistency_weight, appearance_dim=cfg.embedding_dim,
-                              w_offset=cfg.offset_weight if self.spatial_scale else 0.0,
+                              w_offset=cfg.offset_weight,
                               spatial_scale=self.spatial_scale)
 
     @torch.inference_mode()
