@@ -26,9 +26,9 @@ from torch.utils.data import DataLoader, Subset
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import THING_TRAIN_IDS
 from panoptic_st.data.synthia import SynthiaDataset
+from panoptic_st.experiments.toy import KINDS_HEADER, evenly_spaced, kinds_cells, kinds_per_image
 from panoptic_st.instance.classes import source_instance_labels
 from panoptic_st.instance.spatial import pixel_coordinates
-from panoptic_st.instance.statistics import PSEUDO_LABEL_KINDS, pseudo_label_kinds
 from panoptic_st.models.unet import build_embedding_unet
 from panoptic_st.ops.images import normalize
 from panoptic_st.ops.segments import drop_segments
@@ -42,7 +42,8 @@ def centre_heatmaps(instances: Tensor, sigma: float) -> Tensor:
     coords = pixel_coordinates(*instances.shape[-2:], like=torch.empty(0))
     heat = torch.zeros(instances.shape)
     for b, labels in enumerate(instances):
-        for k in labels.unique()[labels.unique() > 0]:
+        ids = labels.unique()
+        for k in ids[ids > 0]:
             centre = coords[:, labels == k].mean(dim=1)
             distance2 = ((coords - centre[:, None, None]) ** 2).sum(dim=0)
             heat[b] = torch.maximum(heat[b], torch.exp(-distance2 / (2 * sigma**2)))
@@ -97,18 +98,17 @@ def group_around_centres(heat: Tensor, semantic: Tensor, threshold: float, windo
 
 
 @torch.no_grad()
-def kinds_per_image(net: torch.nn.Module, images: Subset, threshold: float, window: int, min_size: int) -> dict:
-    """Pseudo-instances per image by kind, with the ground-truth objects per image (`objects`)."""
-    totals = dict.fromkeys((*PSEUDO_LABEL_KINDS, "objects"), 0)
-    for batch in DataLoader(images, batch_size=10):
-        heats = net(normalize(batch["image"]))[:, 0]
-        truths = source_instance_labels(batch["semantic"], batch["instance"], CLASSES)
-        for heat, semantic, truth in zip(heats, batch["semantic"], truths):
-            grouped = group_around_centres(heat, semantic, threshold, window, min_size)
-            for kind, count in pseudo_label_kinds(grouped, truth).items():
-                totals[kind] += count
-            totals["objects"] += int((truth.unique() > 0).sum())
-    return {kind: count / len(images) for kind, count in totals.items()}
+def centre_kinds(net: torch.nn.Module, images: Subset, threshold: float, window: int, min_size: int) -> dict:
+    """Pseudo-instances per image by kind (`kinds_per_image`) of the masks split around the predicted centres."""
+
+    def pairs():
+        for batch in DataLoader(images, batch_size=10):
+            heats = net(normalize(batch["image"]))[:, 0]
+            truths = source_instance_labels(batch["semantic"], batch["instance"], CLASSES)
+            for heat, semantic, truth in zip(heats, batch["semantic"], truths):
+                yield group_around_centres(heat, semantic, threshold, window, min_size), truth
+
+    return kinds_per_image(pairs(), len(images))
 
 
 def main() -> None:
@@ -124,17 +124,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     net = train_heatmap(args.data, args.steps, args.sigma)
-    target = CityscapesDataset(f"{args.data}/cityscapes", "train")
-    images = Subset(target, range(0, len(target), max(len(target) // args.images, 1))[: args.images])
+    images = evenly_spaced(CityscapesDataset(f"{args.data}/cityscapes", "train"), args.images)
     print(f"Pseudo-instances per target train image in ground-truth masks ({len(images)} images), seed {args.seed}, "
           f"{args.steps} steps, sigma {args.sigma}:")
-    print("| threshold | window | true | merged | fragments | other | precision | recall |\n|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| threshold | window {KINDS_HEADER}\n|---:|---:|---:|---:|---:|---:|---:|---:|")
     for threshold in args.thresholds:
         for window in args.windows:
-            k = kinds_per_image(net, images, threshold, window, args.min_size)
-            found = sum(k[kind] for kind in PSEUDO_LABEL_KINDS)
-            print(f"| {threshold} | {window} | {k['true']:.2f} | {k['merge']:.2f} | {k['fragment']:.2f} | "
-                  f"{k['other']:.2f} | {k['true'] / max(found, 1e-9):.3f} | {k['true'] / max(k['objects'], 1e-9):.3f} |",
+            print(f"| {threshold} | {window} | {kinds_cells(centre_kinds(net, images, threshold, window, args.min_size))}",
                   flush=True)
 
 

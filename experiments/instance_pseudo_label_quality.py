@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 from panoptic_st.config import load_config
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.synthia import SynthiaDataset
+from panoptic_st.experiments.toy import KINDS_HEADER, evenly_spaced, kinds_cells, kinds_per_image
 from panoptic_st.instance.classes import source_instance_labels
 from panoptic_st.instance.module import InstanceModule
 from panoptic_st.instance.pseudo_labels import drop_unconfident_instances, drop_unstable_instances
@@ -41,10 +42,6 @@ from panoptic_st.panoptic.predictor import PanopticPredictor, network_output
 from panoptic_st.training import load_weights
 
 THRESHOLDS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9)
-
-
-def evenly_spaced(dataset: CityscapesDataset, count: int) -> Subset:
-    return Subset(dataset, range(0, len(dataset), max(len(dataset) // count, 1))[:count])
 
 
 def pseudo_labeller(seed: int, instance_checkpoint: Path, semantic_checkpoint: Path) -> InstanceModule:
@@ -142,19 +139,18 @@ def touching_objects(checkpoint: Path, images: Subset, min_pixels: int = 30, rea
 
 @torch.no_grad()
 def kinds_in_truth_masks(checkpoint: Path, images: Subset, **clustering_overrides) -> dict[str, float]:
-    """Pseudo-instances per image by kind (`pseudo_label_kinds`) of an instance checkpoint clustered inside the
-    ground-truth semantic masks (its stored clustering settings, but `clustering_overrides`), with the
-    ground-truth instances per image (`objects`) for the recall."""
+    """Pseudo-instances per image by kind (`kinds_per_image`) of an instance checkpoint clustered inside the
+    ground-truth semantic masks (its stored clustering settings, but `clustering_overrides`)."""
     predictor = PanopticPredictor.from_checkpoints(None, [checkpoint], masks="gt", **clustering_overrides)
     classes = predictor.clustering[0].classes
-    totals = dict.fromkeys((*PSEUDO_LABEL_KINDS, "objects"), 0)
-    for batch in DataLoader(images, batch_size=10):
-        truths = source_instance_labels(batch["semantic"], batch["instance"], classes)
-        for pred, truth in zip(predictor.predict(batch["image"], batch["semantic"]), truths):
-            for kind, count in pseudo_label_kinds(pred["instances"], truth).items():
-                totals[kind] += count
-            totals["objects"] += int((torch.unique(truth) > 0).sum())
-    return {kind: count / len(images) for kind, count in totals.items()}
+
+    def pairs():
+        for batch in DataLoader(images, batch_size=10):
+            truths = source_instance_labels(batch["semantic"], batch["instance"], classes)
+            for pred, truth in zip(predictor.predict(batch["image"], batch["semantic"]), truths):
+                yield pred["instances"], truth
+
+    return kinds_per_image(pairs(), len(images))
 
 
 def compare_embeddings(checkpoints: list[Path], images: Subset, **clustering_overrides) -> None:
@@ -162,12 +158,10 @@ def compare_embeddings(checkpoints: list[Path], images: Subset, **clustering_ove
     recall, clustered inside the ground-truth masks (the embedding alone, no semantic branch); then the distances
     of touching same-class objects (`touching_objects`)."""
     print(f"Pseudo-instances per target train image in ground-truth masks ({len(images)} images):")
-    print("| checkpoint | true | merged | fragments | other | precision | recall |\n|---|---:|---:|---:|---:|---:|---:|")
+    print(f"| checkpoint {KINDS_HEADER}\n|---|---:|---:|---:|---:|---:|---:|")
     for checkpoint in checkpoints:
-        k = kinds_in_truth_masks(checkpoint, images, **clustering_overrides)
-        found = sum(k[kind] for kind in PSEUDO_LABEL_KINDS)
-        print(f"| {checkpoint} | {k['true']:.2f} | {k['merge']:.2f} | {k['fragment']:.2f} | {k['other']:.2f} | "
-              f"{k['true'] / max(found, 1e-9):.3f} | {k['true'] / max(k['objects'], 1e-9):.3f} |", flush=True)
+        print(f"| {checkpoint} | {kinds_cells(kinds_in_truth_masks(checkpoint, images, **clustering_overrides))}",
+              flush=True)
     print("\nTouching same-class ground-truth objects (within 2 px) in the same images:")
     print_touching_objects(checkpoints, images)
 

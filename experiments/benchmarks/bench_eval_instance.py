@@ -11,18 +11,14 @@ The official script runs on one process; ours gets the same number of workers (`
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-from bench_eval_pairs import single_process_arguments, time_pairs
+from bench_eval_pairs import full_size_fixture, single_process_arguments, time_pairs
 
 from panoptic_st.evaluation.export import write_instance_prediction
 from panoptic_st.evaluation.instance import evaluate_instances
 from panoptic_st.evaluation.official import official_instance
-from panoptic_st.evaluation.synthetic import make_eval_fixture, to_contract
+from panoptic_st.evaluation.synthetic import to_contract
 
 
 def official_metrics(result: dict) -> dict:
@@ -31,13 +27,8 @@ def official_metrics(result: dict) -> dict:
 
 def main(argv=None) -> int:
     args = single_process_arguments(__doc__, argv)
-    root = Path(tempfile.mkdtemp(prefix="bench_ap_"))
-    try:
-        t0 = time.perf_counter()
-        fx = make_eval_fixture(root, n_images=args.images, shape=(1024, 2048), seed=1, things=(20, 40))
-        n_masks = sum(len(im.pred_masks) for im in fx.images)
-        print(f"generated {args.images} images at 2048x1024, {n_masks} predicted masks, "
-              f"in {time.perf_counter() - t0:.1f} s")  # fmt: skip
+    with full_size_fixture("bench_ap_", args.images) as (fx, root):
+        print(f"{sum(len(im.pred_masks) for im in fx.images)} predicted masks")
         exported = root / "exported"
         for im in fx.images:
             c = to_contract(im)
@@ -53,8 +44,6 @@ def main(argv=None) -> int:
             )
             ok &= diff == 0.0
         return 0 if ok else 1
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -6,9 +6,15 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import statistics
+import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from panoptic_st.evaluation.synthetic import EvalFixture, make_eval_fixture
 
 
 def flatten_metrics(result, prefix: str = "") -> dict[str, float]:
@@ -80,3 +86,17 @@ def single_process_arguments(doc: str, argv=None) -> argparse.Namespace:
     print(f"workers: official 1 process (it has no pool), panoptic_st {args.workers} thread(s); "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     return args
+
+
+@contextmanager
+def full_size_fixture(prefix: str, images: int) -> Iterator[tuple[EvalFixture, Path]]:
+    """(the evaluation fixture of `images` scenes at 2048x1024 with 20-40 things each, its temporary folder),
+    generated with its time printed; the folder is removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        t0 = time.perf_counter()
+        fx = make_eval_fixture(root, n_images=images, shape=(1024, 2048), seed=1, things=(20, 40))
+        print(f"generated {images} images at 2048x1024 in {time.perf_counter() - t0:.1f} s")
+        yield fx, root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

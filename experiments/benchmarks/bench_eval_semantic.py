@@ -11,18 +11,14 @@ instance-level nIoU, which ours does not reproduce); ours gets ``--workers`` thr
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-from bench_eval_pairs import single_process_arguments, time_pairs
+from bench_eval_pairs import full_size_fixture, single_process_arguments, time_pairs
 
 from panoptic_st.evaluation.export import write_semantic_prediction
 from panoptic_st.evaluation.official import official_semantic
 from panoptic_st.evaluation.semantic import evaluate_semantic
-from panoptic_st.evaluation.synthetic import make_eval_fixture, to_contract
+from panoptic_st.evaluation.synthetic import to_contract
 
 METRICS = ("confMatrix", "classScores", "averageScoreClasses", "categoryScores", "averageScoreCategories")
 
@@ -33,11 +29,7 @@ def official_metrics(result: dict) -> dict:
 
 def main(argv=None) -> int:
     args = single_process_arguments(__doc__, argv)
-    root = Path(tempfile.mkdtemp(prefix="bench_sem_"))
-    try:
-        t0 = time.perf_counter()
-        fx = make_eval_fixture(root, n_images=args.images, shape=(1024, 2048), seed=1, things=(20, 40))
-        print(f"generated {args.images} images at 2048x1024 in {time.perf_counter() - t0:.1f} s")
+    with full_size_fixture("bench_sem_", args.images) as (fx, root):
         exported = root / "exported"
         for im in fx.images:
             write_semantic_prediction(exported, im.prefix, to_contract(im)["pred_semantic"])
@@ -53,8 +45,6 @@ def main(argv=None) -> int:
             )
             ok &= diff < 1e-12
         return 0 if ok else 1
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":

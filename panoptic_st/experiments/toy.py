@@ -1,21 +1,23 @@
 """What the toy experiment scripts (`experiments/*.py`) share: the instance models of a seed's demo run, per-image AP
-records, the paired bootstrap of the self-training gain, saved scores, and retraining the demo's instance
-self-training stage with other settings."""
+records, the paired bootstrap of the self-training gain, saved scores, retraining the demo's instance
+self-training stage with other settings, and the table of pseudo-instances by kind."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from panoptic_st.data.cityscapes import CityscapesDataset
 from panoptic_st.data.labels import THING_TRAIN_IDS
 from panoptic_st.evaluation.instance import InstanceAP, InstanceRecords, paired_bootstrap
 from panoptic_st.evaluation.instance_records import OVERLAPS, mean_ap, records_at_threshold
+from panoptic_st.instance.statistics import PSEUDO_LABEL_KINDS, pseudo_label_kinds
 from panoptic_st.panoptic.predictor import PanopticPredictor, ap_input
 from panoptic_st.pipeline import DEMO_STAGES
 from panoptic_st.stages import run_chain
@@ -94,3 +96,30 @@ def retrain_instance_self_training(run_dir: Path, out: Path, data: Path, seed: i
     retrained = dataclasses.replace(stage, overrides=(*stage.overrides, *overrides), output_dir=out)
     done = {key: {"checkpoint": str(final_checkpoint(run_dir, key))} for key in (stage.init_from, stage.masks_from)}
     return run_chain([retrained], common=[f"seed={seed}", f"data.root={data}"], done=done)[stage.key]
+
+
+KINDS_HEADER = "| true | merged | fragments | other | precision | recall |"
+"""The columns of `kinds_cells`, to follow a table's own leading columns."""
+
+
+def evenly_spaced(dataset: Dataset, count: int) -> Subset:
+    """`count` items of `dataset` at an even stride from the first."""
+    return Subset(dataset, range(0, len(dataset), max(len(dataset) // count, 1))[:count])
+
+
+def kinds_per_image(pairs: Iterable[tuple[Tensor, Tensor]], images: int) -> dict[str, float]:
+    """Pseudo-instances per image by kind (`pseudo_label_kinds`) over (pseudo-labels, ground-truth instances) pairs
+    of `images` images, with the ground-truth instances per image under `objects`."""
+    totals = dict.fromkeys((*PSEUDO_LABEL_KINDS, "objects"), 0)
+    for pseudo, truth in pairs:
+        for kind, count in pseudo_label_kinds(pseudo, truth).items():
+            totals[kind] += count
+        totals["objects"] += int((truth.unique() > 0).sum())
+    return {kind: count / images for kind, count in totals.items()}
+
+
+def kinds_cells(kinds: dict[str, float]) -> str:
+    """The `KINDS_HEADER` cells of a `kinds_per_image` result: counts per image, precision and recall."""
+    found = sum(kinds[kind] for kind in PSEUDO_LABEL_KINDS)
+    return (f"{kinds['true']:.2f} | {kinds['merge']:.2f} | {kinds['fragment']:.2f} | {kinds['other']:.2f} | "
+            f"{kinds['true'] / max(found, 1e-9):.3f} | {kinds['true'] / max(kinds['objects'], 1e-9):.3f} |")
